@@ -1,0 +1,224 @@
+// Package httpapi serves Ferry's HTTP API: the QStash v2 routes under /v2,
+// a health check and Prometheus metrics. Routing is done on the raw request
+// URI, because QStash clients put an unescaped destination URL, with its
+// "//", into the path, which net/http's ServeMux would clean and redirect.
+package httpapi
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Defaults of Config.
+const (
+	MaxBodyBytesDefault        = 10 << 20
+	DeduplicationWindowDefault = 10 * time.Minute
+	DefaultRetriesDefault      = 3
+)
+
+// Config configures a Server.
+type Config struct {
+	// Store persists messages. Required.
+	Store store.Store
+
+	// Token is the bearer token every route except /health requires.
+	// Required.
+	Token string
+
+	// Notify is called after a message is stored, to wake the dispatcher.
+	// Optional.
+	Notify func()
+
+	// MaxBodyBytes bounds request bodies. Defaults to 10 MiB.
+	MaxBodyBytes int64
+
+	// DeduplicationWindow is how long a deduplication id is remembered.
+	// Defaults to 10 minutes.
+	DeduplicationWindow time.Duration
+
+	// DefaultRetries applies to messages without Upstash-Retries. Defaults
+	// to 3; set a negative value for zero retries.
+	DefaultRetries int
+
+	// Gatherer serves /metrics. Optional; without it /metrics is not found.
+	Gatherer prometheus.Gatherer
+
+	// Metrics counts API activity. Optional.
+	Metrics *Metrics
+
+	// Logger receives internal errors. Defaults to a discarding logger.
+	Logger *slog.Logger
+
+	// Now returns the current time. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics http.Handler
+}
+
+// NewServer returns a Server. It panics when Store or Token is missing,
+// because that is a wiring mistake.
+func NewServer(cfg Config) *Server {
+	if cfg.Store == nil || cfg.Token == "" {
+		panic("httpapi: Config.Store and Config.Token are required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = MaxBodyBytesDefault
+	}
+	if cfg.DeduplicationWindow <= 0 {
+		cfg.DeduplicationWindow = DeduplicationWindowDefault
+	}
+	if cfg.DefaultRetries == 0 {
+		cfg.DefaultRetries = DefaultRetriesDefault
+	} else if cfg.DefaultRetries < 0 {
+		cfg.DefaultRetries = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "api")}
+	if cfg.Gatherer != nil {
+		s.metrics = promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
+	}
+	return s
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path, _, _ := strings.Cut(r.RequestURI, "?")
+	if path == "" || path[0] != '/' {
+		// An absolute-form request URI (a proxy request) is not served.
+		path = r.URL.EscapedPath()
+	}
+
+	if path == "/health" || path == "/healthz" {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	if !s.authorized(r) {
+		s.writeError(w, r, ferry.Errorf(ferry.EUNAUTHORIZED,
+			"missing or invalid token: send the header Authorization: Bearer <token> (or the query parameter qstash_token)"))
+		return
+	}
+
+	resource, rest := splitResource(path)
+	switch {
+	case resource == "metrics" && s.metrics != nil && r.Method == http.MethodGet:
+		s.metrics.ServeHTTP(w, r)
+	case resource == "v2/publish" && rest != "":
+		s.only(w, r, http.MethodPost, s.handlePublish)
+	case resource == "v2/keys" && rest == "":
+		s.only(w, r, http.MethodGet, s.handleKeysGet)
+	default:
+		s.writeError(w, r, ferry.Errorf(ferry.ENOTFOUND, "route not found: %s %s", r.Method, truncate(path)))
+	}
+}
+
+// splitResource returns the lowercased resource of path ("v2/publish" for
+// "/v2/Publish/https://x") and what follows it. A trailing slash on a
+// collection is ignored.
+func splitResource(path string) (resource, rest string) {
+	p := strings.TrimPrefix(path, "/")
+	first, after, _ := strings.Cut(p, "/")
+	first = strings.ToLower(first)
+	if first != "v2" {
+		return first, after
+	}
+	second, after, _ := strings.Cut(after, "/")
+	return "v2/" + strings.ToLower(second), after
+}
+
+// only runs h when the request method is method, and answers 405 otherwise.
+func (s *Server) only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method " + r.Method + " not allowed on this route; use " + method})
+		return
+	}
+	h(w, r)
+}
+
+// authorized compares the request's token with the configured one in
+// constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	token := ""
+	if v := r.Header.Get("Authorization"); v != "" {
+		scheme, rest, ok := strings.Cut(v, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			token = strings.TrimSpace(rest)
+		}
+	} else {
+		token = r.URL.Query().Get("qstash_token")
+	}
+	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Token)) == 1
+}
+
+func (s *Server) notify() {
+	if s.cfg.Notify != nil {
+		s.cfg.Notify()
+	}
+}
+
+// handleKeysGet serves GET /v2/keys.
+func (s *Server) handleKeysGet(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.cfg.Store.SigningKeysGet(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"current": keys.Current, "next": keys.Next})
+}
+
+// errorResponse is the QStash error body.
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+// statusOf maps application error codes to HTTP statuses.
+var statusOf = map[string]int{
+	ferry.ECONFLICT:     http.StatusConflict,
+	ferry.EINTERNAL:     http.StatusInternalServerError,
+	ferry.EINVALID:      http.StatusBadRequest,
+	ferry.ENOTFOUND:     http.StatusNotFound,
+	ferry.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	ferry.EUNAUTHORIZED: http.StatusUnauthorized,
+	ferry.EUNAVAILABLE:  http.StatusServiceUnavailable,
+}
+
+// writeError answers with err's status and client-visible message, and
+// logs internal errors with the request.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := ferry.ErrorCode(err)
+	if code == ferry.EINTERNAL {
+		s.logger.Error("request failed", "method", r.Method, "path", truncate(r.URL.Path), "error", err)
+	}
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	s.cfg.Metrics.requestFailed(code)
+	writeJSON(w, status, errorResponse{Error: ferry.ErrorMessage(err)})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,71 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/store"
+)
+
+const dlqColumns = `d.id, d.created_at, d.response_status, d.response_header, d.response_body, d.error`
+
+// DLQGet implements store.Store.
+func (db *DB) DLQGet(ctx context.Context, id string) (*ferry.DLQEntry, error) {
+	row := db.reader.QueryRowContext(ctx, `SELECT `+dlqColumns+`, `+prefixed("m.", messageColumns)+`
+		FROM dlq d JOIN messages m ON m.id = d.message_id WHERE d.id = ?`, id)
+	e, err := scanDLQEntry(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: get dlq entry %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// DLQList implements store.Store.
+func (db *DB) DLQList(ctx context.Context, params *store.DLQListParams) ([]*ferry.DLQEntry, error) {
+	limit := params.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+dlqColumns+`, `+prefixed("m.", messageColumns)+`
+		FROM dlq d JOIN messages m ON m.id = d.message_id WHERE d.id > ? ORDER BY d.id LIMIT ?`,
+		params.AfterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list dlq: %w", err)
+	}
+	defer rows.Close()
+
+	var entries []*ferry.DLQEntry
+	for rows.Next() {
+		e, err := scanDLQEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list dlq: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, rows.Err()
+}
+
+func scanDLQEntry(s scanner) (*ferry.DLQEntry, error) {
+	var e ferry.DLQEntry
+	var header string
+	var createdAt int64
+	m := &messageScan{}
+	dest := append([]any{&e.ID, &createdAt, &e.ResponseStatus, &header, &e.ResponseBody, &e.Error}, m.dest()...)
+	if err := s.Scan(dest...); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.ResponseHeader, err = store.UnmarshalHeader(header); err != nil {
+		return nil, err
+	}
+	if e.Message, err = m.message(); err != nil {
+		return nil, err
+	}
+	e.CreatedAt = store.FromMillis(createdAt)
+	return &e, nil
+}

@@ -1,0 +1,190 @@
+// Package store defines the persistence contract of Ferry. Each backend
+// (store/sqlite, store/postgres) implements Store, and the conformance suite
+// in store/storetest runs every behaviour against each of them.
+//
+// The interface is an internal seam between Ferry's services and its
+// databases. It is not a stable API for third-party implementations.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/ferryhq/ferry"
+)
+
+// ErrNotFound is returned by getters when no row matches.
+var ErrNotFound = errors.New("store: not found")
+
+// Store persists messages, their events, dead-letter entries and signing
+// keys. Every method is safe for concurrent use. Times are stored as Unix
+// milliseconds in UTC, so sub-millisecond precision is dropped.
+type Store interface {
+	// MessageInsert stores a new message and its CREATED event in one
+	// transaction. When DeduplicationID is set and an unexpired message with
+	// the same id exists, nothing is stored and the result names the first
+	// message with Deduplicated set.
+	MessageInsert(ctx context.Context, params *MessageInsertParams) (*MessageInsertResult, error)
+
+	// MessageClaim leases up to Limit due messages to Owner: messages in
+	// CREATED or RETRY whose delivery time has come, and ACTIVE messages
+	// whose lease expired. Each claimed message moves to ACTIVE with its
+	// Attempts incremented and an ACTIVE event recorded, and is returned in
+	// due order.
+	MessageClaim(ctx context.Context, params *MessageClaimParams) ([]*ferry.Message, error)
+
+	// MessageNextDueAt returns the earliest time a message becomes due, and
+	// false when nothing is waiting.
+	MessageNextDueAt(ctx context.Context) (time.Time, bool, error)
+
+	// MessageMarkDelivered records a successful attempt. Like the other
+	// Mark methods, it applies only while the message is ACTIVE with the
+	// given Attempts, and returns false when the transition was dropped
+	// because another claim or a cancel got there first.
+	MessageMarkDelivered(ctx context.Context, params *MessageMarkDeliveredParams) (bool, error)
+
+	// MessageMarkRetry records a failed attempt (ERROR event), increments
+	// Retried and schedules the next attempt (RETRY event).
+	MessageMarkRetry(ctx context.Context, params *MessageMarkRetryParams) (bool, error)
+
+	// MessageMarkFailed records the final failed attempt (ERROR and FAILED
+	// events) and creates the dead-letter entry, whose id it returns.
+	MessageMarkFailed(ctx context.Context, params *MessageMarkFailedParams) (string, bool, error)
+
+	// MessageReleaseLeases makes every ACTIVE message leased to owner due at
+	// now. A node calls it at start, because leases held under its name
+	// belong to a process of it that died.
+	MessageReleaseLeases(ctx context.Context, owner string, now time.Time) (int, error)
+
+	// MessageGet returns a message by id, or ErrNotFound.
+	MessageGet(ctx context.Context, id string) (*ferry.Message, error)
+
+	// EventList returns events in the order they were recorded.
+	EventList(ctx context.Context, params *EventListParams) ([]*ferry.Event, error)
+
+	// DLQGet returns a dead-letter entry by id, or ErrNotFound.
+	DLQGet(ctx context.Context, id string) (*ferry.DLQEntry, error)
+
+	// DLQList returns dead-letter entries, oldest first.
+	DLQList(ctx context.Context, params *DLQListParams) ([]*ferry.DLQEntry, error)
+
+	// SigningKeysInit stores keys when none are stored yet and returns the
+	// stored keys, so the first start generates them and later starts keep
+	// them.
+	SigningKeysInit(ctx context.Context, keys SigningKeys) (SigningKeys, error)
+
+	// SigningKeysSet replaces the stored keys.
+	SigningKeysSet(ctx context.Context, keys SigningKeys) error
+
+	// SigningKeysGet returns the stored keys, or ErrNotFound.
+	SigningKeysGet(ctx context.Context) (SigningKeys, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// SigningKeys is the pair of keys that sign deliveries. Current signs,
+// Next is shared with receivers ahead of a rotation.
+type SigningKeys struct {
+	Current string
+	Next    string
+}
+
+// MessageInsertParams describes a message to store.
+type MessageInsertParams struct {
+	Message *ferry.Message
+
+	// DeduplicationWindow is how long DeduplicationID stays reserved.
+	DeduplicationWindow time.Duration
+
+	// Now is the insert time.
+	Now time.Time
+}
+
+// MessageInsertResult is the outcome of MessageInsert.
+type MessageInsertResult struct {
+	// MessageID is the stored message, or the first message when
+	// Deduplicated is true.
+	MessageID string
+
+	// Deduplicated reports that an earlier message had the same
+	// deduplication id and nothing new was stored.
+	Deduplicated bool
+}
+
+// MessageClaimParams selects and leases due messages.
+type MessageClaimParams struct {
+	Owner string
+	Limit int
+	Now   time.Time
+
+	// DefaultTimeout is the attempt timeout of messages that set none.
+	DefaultTimeout time.Duration
+
+	// LeaseMargin is added to a message's attempt timeout to get its lease,
+	// so the lease covers the HTTP call and the recording of its result.
+	LeaseMargin time.Duration
+}
+
+// MessageMarkDeliveredParams records a 2xx response.
+type MessageMarkDeliveredParams struct {
+	ID             string
+	Attempts       int
+	Now            time.Time
+	ResponseStatus int
+}
+
+// AttemptResult is the outcome of one failed attempt.
+type AttemptResult struct {
+	// ResponseStatus is zero when no HTTP response arrived.
+	ResponseStatus int
+	ResponseHeader http.Header
+	ResponseBody   []byte
+
+	// Error describes the failure in words.
+	Error string
+}
+
+// MessageMarkRetryParams records a failed attempt followed by a retry.
+type MessageMarkRetryParams struct {
+	ID       string
+	Attempts int
+	Now      time.Time
+	Result   AttemptResult
+
+	// NextAt is when the next attempt is due.
+	NextAt time.Time
+}
+
+// MessageMarkFailedParams records the final failed attempt.
+type MessageMarkFailedParams struct {
+	ID       string
+	Attempts int
+	Now      time.Time
+	Result   AttemptResult
+
+	// DLQID is the id of the dead-letter entry to create.
+	DLQID string
+}
+
+// EventListParams filters events. Zero fields do not filter.
+type EventListParams struct {
+	MessageID string
+
+	// AfterID returns only events with a larger id.
+	AfterID int64
+
+	// Limit caps the number of events; zero means 1000.
+	Limit int
+}
+
+// DLQListParams pages through dead-letter entries.
+type DLQListParams struct {
+	// AfterID returns entries whose id sorts after it.
+	AfterID string
+
+	// Limit caps the number of entries; zero means 100.
+	Limit int
+}
