@@ -45,19 +45,35 @@ func parseDestination(rawURI, prefix string) (*destination, error) {
 	}
 
 	kept, config := splitQuery(query)
-	dest := &destination{URL: raw, Config: config}
-	if kept != "" {
-		if strings.Contains(raw, "?") {
-			dest.URL += "&" + kept
-		} else {
-			dest.URL += "?" + kept
-		}
-	}
+	dest := &destination{URL: appendQuery(raw, kept), Config: config}
 
 	if err := validateDestination(raw, dest.URL); err != nil {
 		return nil, err
 	}
 	return dest, nil
+}
+
+// appendQuery adds query to rawURL, after the query that rawURL already has
+// and before its fragment.
+func appendQuery(rawURL, query string) string {
+	if query == "" {
+		return rawURL
+	}
+
+	base, fragment, hasFragment := strings.Cut(rawURL, "#")
+	switch {
+	case !strings.Contains(base, "?"):
+		base += "?" + query
+	case strings.HasSuffix(base, "?") || strings.HasSuffix(base, "&"):
+		base += query
+	default:
+		base += "&" + query
+	}
+
+	if hasFragment {
+		base += "#" + fragment
+	}
+	return base
 }
 
 // splitQuery separates Ferry's parameters from the destination's. Kept
@@ -103,14 +119,14 @@ func validateDestination(raw, dest string) error {
 	}
 	if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
 		if urlGroupName.MatchString(raw) {
-			return ferry.Errorf(ferry.ENOTFOUND, "topic %s not found: URL groups are not supported by this server yet; publish to an http:// or https:// URL", raw)
+			return ferry.Errorf(ferry.ENOTFOUND, "topic %s not found: URL groups are not supported by this server yet; publish to an http:// or https:// URL", truncate(raw))
 		}
 		return ferry.Errorf(ferry.EINVALID, "invalid destination %q: must be an http:// or https:// URL such as https://your.app/path", truncate(raw))
 	}
 
 	u, err := url.Parse(dest)
 	if err != nil {
-		return ferry.Errorf(ferry.EINVALID, "invalid destination %q: %v", truncate(dest), unwrapParseError(err))
+		return ferry.Errorf(ferry.EINVALID, "invalid destination %q: %s", truncate(dest), truncate(unwrapParseError(err).Error()))
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return ferry.Errorf(ferry.EINVALID, "invalid destination %q: the URL has no host; use a form such as https://your.app/path", truncate(dest))
@@ -125,11 +141,14 @@ func unwrapParseError(err error) error {
 	return err
 }
 
+// maxEchoedBytes is the longest client value that an error message repeats
+// in full.
+const maxEchoedBytes = 200
+
 // truncate shortens a client value echoed in an error message.
 func truncate(s string) string {
-	const max = 200
-	if len(s) <= max {
+	if len(s) <= maxEchoedBytes {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:maxEchoedBytes] + "..."
 }

@@ -49,7 +49,7 @@ type publishResponse struct {
 
 // handlePublish serves POST /v2/publish/{destination}.
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	dest, err := parseDestination(r.RequestURI, "/v2/publish/")
+	dest, err := parseDestination(requestTarget(r), "/v2/publish/")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -106,13 +106,26 @@ type headerSource struct {
 	query  map[string][]string
 }
 
+// get returns the first value of the setting name, trimmed. A setting that
+// is absent or blank returns false, so "Upstash-Retries: " means the same
+// as no header for every setting.
 func (h headerSource) get(name string) (string, bool) {
 	if values, ok := h.header[textproto.CanonicalMIMEHeaderKey(name)]; ok && len(values) > 0 {
-		return strings.TrimSpace(values[0]), true
+		v := strings.TrimSpace(values[0])
+		return v, v != ""
 	}
-	for key, values := range h.query {
-		if strings.EqualFold(key, name) && len(values) > 0 {
-			return strings.TrimSpace(values[0]), true
+
+	// Keys are searched in sorted order, so when a query has both
+	// upstash-delay and Upstash-Delay, the same one wins on every request.
+	keys := make([]string, 0, len(h.query))
+	for key := range h.query {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		if values := h.query[key]; strings.EqualFold(key, name) && len(values) > 0 {
+			v := strings.TrimSpace(values[0])
+			return v, v != ""
 		}
 	}
 	return "", false
@@ -161,9 +174,9 @@ func (s *Server) buildMessage(r *http.Request, dest *destination, body []byte, n
 	}
 
 	if v, ok := src.get("Upstash-Timeout"); ok && v != "" {
-		d, err := duration.Parse(v)
+		d, err := parseDurationHeader("Upstash-Timeout", v)
 		if err != nil {
-			return nil, ferry.Errorf(ferry.EINVALID, "invalid Upstash-Timeout header: %v", err)
+			return nil, err
 		}
 		if d <= 0 || d > MaxTimeout {
 			return nil, invalidHeader("Upstash-Timeout", v, "a duration from 1s to "+duration.Format(MaxTimeout))
@@ -212,9 +225,9 @@ func parseSchedule(src headerSource, m *ferry.Message, now time.Time) error {
 	}
 
 	if v, ok := src.get("Upstash-Delay"); ok && v != "" {
-		d, err := duration.Parse(v)
+		d, err := parseDurationHeader("Upstash-Delay", v)
 		if err != nil {
-			return ferry.Errorf(ferry.EINVALID, "invalid Upstash-Delay header: %v", err)
+			return err
 		}
 		if d > MaxDelay {
 			return invalidHeader("Upstash-Delay", v, "a delay of at most "+duration.Format(MaxDelay))
@@ -222,6 +235,20 @@ func parseSchedule(src headerSource, m *ferry.Message, now time.Time) error {
 		m.NotBefore = now.Add(d)
 	}
 	return nil
+}
+
+// parseDurationHeader parses the value v of the duration header name. The
+// parser's error repeats v in full, so an invalid value longer than
+// maxEchoedBytes gets a message that repeats only its start.
+func parseDurationHeader(name, v string) (time.Duration, error) {
+	d, err := duration.Parse(v)
+	if err == nil {
+		return d, nil
+	}
+	if len(v) > maxEchoedBytes {
+		return 0, invalidHeader(name, v, "a duration such as 30s or 1d10h30m")
+	}
+	return 0, ferry.Errorf(ferry.EINVALID, "invalid %s header: %v", name, err)
 }
 
 // deduplicationID returns the message's deduplication key: the
@@ -274,18 +301,27 @@ var hopHeaders = map[string]bool{
 // forwardedHeaders returns the headers to deliver: every
 // Upstash-Forward-<Name> as <Name>, Content-Type, and, when all is true,
 // every other request header that is neither hop-by-hop, the credentials,
-// nor an Upstash-* header.
+// nor an Upstash-* header. Upstash-Forward-<Name> wins over a plain <Name>,
+// so Upstash-Forward-Content-Type replaces the request's Content-Type.
 func forwardedHeaders(h http.Header, all bool) http.Header {
 	out := http.Header{}
 	const prefix = "Upstash-Forward-"
 	for name, values := range h {
 		switch {
-		case len(name) > len(prefix) && strings.EqualFold(name[:len(prefix)], prefix):
-			out[textproto.CanonicalMIMEHeaderKey(name[len(prefix):])] = append([]string(nil), values...)
+		case len(name) >= len(prefix) && strings.EqualFold(name[:len(prefix)], prefix):
+			// Copied in the second pass.
 		case name == "Content-Type":
 			out[name] = append([]string(nil), values...)
 		case all && !hopHeaders[name] && !strings.HasPrefix(name, "Upstash-"):
 			out[name] = append([]string(nil), values...)
+		}
+	}
+
+	// The prefixed headers are copied in a second pass because map order
+	// is random, and one pass would let either spelling win.
+	for name, values := range h {
+		if len(name) > len(prefix) && strings.EqualFold(name[:len(prefix)], prefix) {
+			out[textproto.CanonicalMIMEHeaderKey(name[len(prefix):])] = append([]string(nil), values...)
 		}
 	}
 	return out

@@ -102,11 +102,7 @@ func NewServer(cfg Config) *Server {
 
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path, _, _ := strings.Cut(r.RequestURI, "?")
-	if path == "" || path[0] != '/' {
-		// An absolute-form request URI (a proxy request) is not served.
-		path = r.URL.EscapedPath()
-	}
+	path, _, _ := strings.Cut(requestTarget(r), "?")
 
 	if path == "/health" || path == "/healthz" {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -122,13 +118,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case resource == "metrics" && s.metrics != nil && r.Method == http.MethodGet:
 		s.metrics.ServeHTTP(w, r)
-	case resource == "v2/publish" && rest != "":
+	case resource == "v2/publish":
+		// A publish without a destination reaches the handler, which
+		// rejects it with 400 and the expected form.
 		s.only(w, r, http.MethodPost, s.handlePublish)
 	case resource == "v2/keys" && rest == "":
 		s.only(w, r, http.MethodGet, s.handleKeysGet)
 	default:
-		s.writeError(w, r, ferry.Errorf(ferry.ENOTFOUND, "route not found: %s %s", r.Method, truncate(path)))
+		s.writeError(w, r, ferry.Errorf(ferry.ENOTFOUND, "route not found: %s %s", truncate(r.Method), truncate(path)))
 	}
+}
+
+// requestTarget returns the path and query of r exactly as the client sent
+// them. An absolute-form target ("http://host/v2/..."), which HTTP/1.1
+// servers must accept (RFC 9112, section 3.2.2), and a request built
+// without a RequestURI both fall back to the parsed URL in its escaped form.
+func requestTarget(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return r.RequestURI
+	}
+	target := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	return target
 }
 
 // splitResource returns the lowercased resource of path ("v2/publish" for
@@ -149,7 +162,7 @@ func splitResource(path string) (resource, rest string) {
 func (s *Server) only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
 	if r.Method != method {
 		w.Header().Set("Allow", method)
-		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method " + r.Method + " not allowed on this route; use " + method})
+		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method " + truncate(r.Method) + " not allowed on this route; use " + method})
 		return
 	}
 	h(w, r)
@@ -217,8 +230,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, errorResponse{Error: ferry.ErrorMessage(err)})
 }
 
+// writeJSON writes v as the JSON body. HTML escaping is off, so messages
+// such as "Bearer <token>" read the same in a terminal as in the source.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	encoder := json.NewEncoder(w)
+	encoder.SetEscapeHTML(false)
+	encoder.Encode(v)
 }
