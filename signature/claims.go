@@ -14,7 +14,8 @@ import (
 
 // maxNumericDate bounds the absolute value of "exp", "nbf" and "iat" to
 // 2^53-1 seconds. Larger values lose integer precision in JavaScript, and
-// golang-jwt converts them to int64 with undefined results.
+// golang-jwt converts them to int64, whose result the Go specification leaves
+// implementation-dependent when the value is out of range.
 const maxNumericDate = 1<<53 - 1
 
 // structClaimNames are the claims that the Go SDK decodes into a struct.
@@ -97,8 +98,9 @@ func checkClaimNames(claims map[string]json.RawMessage) error {
 
 // checkTimes compares the time claims with now. The SDKs round differently:
 // golang-jwt truncates claims to whole seconds, jose truncates now to whole
-// seconds, and PyJWT converts claims with int(). Each check below uses the
-// rounding that makes it strictest, so the result holds for all three.
+// seconds, and PyJWT truncates "exp" and "nbf" with int(). Each check below
+// uses the rounding that makes it strictest, so the result holds for all
+// three.
 func checkTimes(now time.Time, tolerance time.Duration, expiresAt, notBefore, issuedAt float64, hasIssuedAt bool) error {
 	nowSeconds := float64(now.Unix()) + float64(now.Nanosecond())/1e9
 	wholeNow := float64(now.Unix())

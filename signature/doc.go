@@ -14,9 +14,9 @@
 //	jti   "jwt_" followed by random base58 characters
 //	body  base64url (RFC 4648 section 5, with "=" padding) of SHA-256 over the body
 //
-// Sign produces such tokens. Verifier checks them with the rules shared by
-// the receivers in the official TypeScript (jose), Go (golang-jwt) and
-// Python (PyJWT) SDKs, taking the strictest form of each rule, so a token
-// that Verifier accepts is also accepted by those receivers at the same
-// moment.
+// Sign produces such tokens. Verifier checks them with the rules of the
+// receivers in the official TypeScript (jose), Go (golang-jwt) and Python
+// (PyJWT) SDKs, taking the strictest form of each rule. A token that Verifier
+// accepts with zero Tolerance is therefore also accepted by those receivers
+// at the same moment.
 package signature

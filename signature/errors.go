@@ -23,7 +23,8 @@ var (
 	// at least one SDK receiver rejects, such as "crit".
 	ErrUnsupportedHeader = errors.New("signature: unsupported header parameter")
 
-	// ErrInvalidSignature means the HMAC does not match the key.
+	// ErrInvalidSignature means the HMAC-SHA256 signature does not match the
+	// key.
 	ErrInvalidSignature = errors.New("signature: invalid signature")
 
 	// ErrMissingClaim means a required claim is absent or null.

@@ -40,7 +40,7 @@ func TestNewKeyUnique(t *testing.T) {
 }
 
 func TestRandomBase58CoversAlphabet(t *testing.T) {
-	// 20000 draws miss a given character with probability about 1e-150, so
+	// 20000 draws miss a given character with probability below 1e-150, so
 	// a missing character means the mapping never produces it.
 	text, err := randomBase58(20000)
 	if err != nil {

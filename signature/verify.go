@@ -13,7 +13,8 @@ import (
 )
 
 // Verifier checks Upstash-Signature tokens the way the official SDK
-// receivers do, with the strictest form of each of their rules.
+// receivers do, with the strictest form of each of their rules. Verify only
+// reads the fields, so one Verifier can serve concurrent calls.
 type Verifier struct {
 	// CurrentKey is tried first. An empty CurrentKey is skipped.
 	CurrentKey string
@@ -152,7 +153,8 @@ func checkHeader(header map[string]json.RawMessage) error {
 		return fmt.Errorf(`%w: header "alg" is %s, want "HS256"`, ErrUnsupportedAlgorithm, rawAlg)
 	}
 
-	// jose rejects "crit" unless every listed extension is one it implements.
+	// jose rejects "crit" unless it lists only extensions that jose
+	// implements. Sign never sets "crit", so every "crit" is rejected here.
 	if _, ok := header["crit"]; ok {
 		return fmt.Errorf(`%w: "crit"`, ErrUnsupportedHeader)
 	}
