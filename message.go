@@ -129,6 +129,35 @@ type Message struct {
 
 	// CallerIP is the address the message was published from.
 	CallerIP string
+
+	// Callback is the URL called with the outcome after every attempt.
+	Callback string
+
+	// FailureCallback is the URL called once after the final failure.
+	FailureCallback string
+
+	// CallbackHeader holds the Upstash-Callback-* headers of the publish,
+	// which configure each callback message.
+	CallbackHeader http.Header
+
+	// FailureCallbackHeader holds the Upstash-Failure-Callback-* headers.
+	FailureCallbackHeader http.Header
+
+	// TopicName is the URL group the message was published through.
+	TopicName string
+
+	// EndpointName is the name of the URL group endpoint, if it has one.
+	EndpointName string
+
+	// QueueName is the queue the message was enqueued to.
+	QueueName string
+
+	// ScheduleID is the schedule that created the message.
+	ScheduleID string
+
+	// CallbackOf is the id of the message whose outcome this callback
+	// message reports; callback messages never get callbacks of their own.
+	CallbackOf string
 }
 
 // Event records one state transition of a message.
@@ -152,6 +181,10 @@ type Event struct {
 
 	// Error describes a failed attempt.
 	Error string
+
+	// Message is the event's message as stored, or nil when only the event
+	// remains. Readers fill it in; writers leave it nil.
+	Message *Message
 
 	// NextDeliveryTime is set on events followed by a scheduled attempt.
 	NextDeliveryTime time.Time

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/signature"
 	"github.com/ferryhq/ferry/store"
@@ -301,12 +299,17 @@ func (d *Dispatcher) attempt(ctx context.Context, m *ferry.Message) {
 }
 
 func (d *Dispatcher) markDelivered(ctx context.Context, m *ferry.Message, res *result) {
+	now := d.cfg.Now()
+	cbs := callbacks(m, res, "", now)
 	applied, err := d.cfg.Store.MessageMarkDelivered(ctx, &store.MessageMarkDeliveredParams{
-		ID: m.ID, Attempts: m.Attempts, Now: d.cfg.Now(), ResponseStatus: res.status,
+		ID: m.ID, Attempts: m.Attempts, Now: now, ResponseStatus: res.status, Callbacks: cbs,
 	})
 	d.checkRecorded(m, "delivered", applied, err)
 	if applied {
 		d.cfg.Metrics.delivered()
+		if len(cbs) > 0 {
+			d.Notify()
+		}
 	}
 }
 
@@ -317,6 +320,7 @@ func (d *Dispatcher) markRetry(ctx context.Context, m *ferry.Message, res *resul
 
 	applied, err := d.cfg.Store.MessageMarkRetry(ctx, &store.MessageMarkRetryParams{
 		ID: m.ID, Attempts: m.Attempts, Now: now, Result: res.attemptResult(), NextAt: next,
+		Callbacks: callbacks(m, res, "", now),
 	})
 	d.checkRecorded(m, "retry", applied, err)
 	if applied {
@@ -329,13 +333,16 @@ func (d *Dispatcher) markRetry(ctx context.Context, m *ferry.Message, res *resul
 }
 
 func (d *Dispatcher) markFailed(ctx context.Context, m *ferry.Message, res *result) {
-	dlqID := NewDLQID()
+	now := d.cfg.Now()
+	dlqID := ferry.NewDLQID()
 	_, applied, err := d.cfg.Store.MessageMarkFailed(ctx, &store.MessageMarkFailedParams{
-		ID: m.ID, Attempts: m.Attempts, Now: d.cfg.Now(), Result: res.attemptResult(), DLQID: dlqID,
+		ID: m.ID, Attempts: m.Attempts, Now: now, Result: res.attemptResult(), DLQID: dlqID,
+		Callbacks: callbacks(m, res, dlqID, now),
 	})
 	d.checkRecorded(m, "failed", applied, err)
 	if applied {
 		d.cfg.Metrics.failed()
+		d.Notify()
 		d.logger.Warn("delivery failed for good; message moved to the dead-letter queue", "message_id", m.ID,
 			"dlq_id", dlqID, "url", m.URL, "retried", m.Retried, "status", res.status, "error", res.errText(),
 			"non_retryable", res.nonRetryable())
@@ -444,15 +451,4 @@ func unwrapURLError(err error) error {
 		}
 	}
 	return err
-}
-
-// NewMessageID returns a new message id: "msg_" and a ULID, so ids sort by
-// creation time.
-func NewMessageID() string {
-	return "msg_" + ulid.Make().String()
-}
-
-// NewDLQID returns a new dead-letter id, sortable by creation time.
-func NewDLQID() string {
-	return "dlq_" + ulid.Make().String()
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/publish"
 	"github.com/ferryhq/ferry/retrydelay"
 	"github.com/ferryhq/ferry/store/sqlite"
 )
@@ -916,26 +917,6 @@ func TestPublishHeaderForward(t *testing.T) {
 	})
 }
 
-func TestForwardedHeadersPrefixWins(t *testing.T) {
-	h := http.Header{
-		"Content-Type":                 {"text/plain"},
-		"Upstash-Forward-Content-Type": {"application/json"},
-		"X-Trace":                      {"plain"},
-		"Upstash-Forward-X-Trace":      {"forwarded"},
-	}
-
-	// Map order is random, so one call could pass by chance.
-	for range 50 {
-		got := forwardedHeaders(h, true)
-		if v := got.Get("Content-Type"); v != "application/json" {
-			t.Fatalf("Content-Type = %q, want %q", v, "application/json")
-		}
-		if v := got.Get("X-Trace"); v != "forwarded" {
-			t.Fatalf("X-Trace = %q, want %q", v, "forwarded")
-		}
-	}
-}
-
 func TestPublishDeduplicationID(t *testing.T) {
 	s := newTestServer(t, nil)
 	header := headers("Upstash-Deduplication-Id", "order-1")
@@ -1229,8 +1210,8 @@ func FuzzPublishHeaders(f *testing.F) {
 // within the limits that the publish headers allow.
 func checkStoredMessage(t *testing.T, m *ferry.Message) {
 	t.Helper()
-	if !slices.Contains(allowedMethods, m.Method) {
-		t.Errorf("Method = %q, want one of %v", m.Method, allowedMethods)
+	if !slices.Contains(publish.AllowedMethods, m.Method) {
+		t.Errorf("Method = %q, want one of %v", m.Method, publish.AllowedMethods)
 	}
 	if m.MaxRetries < 0 || m.MaxRetries > MaxRetries {
 		t.Errorf("MaxRetries = %d, want 0 to %d", m.MaxRetries, MaxRetries)

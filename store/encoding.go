@@ -4,8 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 )
+
+// URLParts returns the host and path of a destination URL, which message
+// filters match on. An unparsable URL yields empty parts.
+func URLParts(raw string) (host, path string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", ""
+	}
+	return u.Host, u.Path
+}
 
 // Millis converts t to Unix milliseconds, the time format of every store.
 // The zero time maps to 0.

@@ -134,6 +134,10 @@ type MessageMarkDeliveredParams struct {
 	Attempts       int
 	Now            time.Time
 	ResponseStatus int
+
+	// Callbacks are messages to store in the same transaction, such as the
+	// callback that reports this attempt.
+	Callbacks []*ferry.Message
 }
 
 // AttemptResult is the outcome of one failed attempt.
@@ -156,6 +160,9 @@ type MessageMarkRetryParams struct {
 
 	// NextAt is when the next attempt is due.
 	NextAt time.Time
+
+	// Callbacks are messages to store in the same transaction.
+	Callbacks []*ferry.Message
 }
 
 // MessageMarkFailedParams records the final failed attempt.
@@ -167,24 +174,8 @@ type MessageMarkFailedParams struct {
 
 	// DLQID is the id of the dead-letter entry to create.
 	DLQID string
-}
 
-// EventListParams filters events. Zero fields do not filter.
-type EventListParams struct {
-	MessageID string
-
-	// AfterID returns only events with a larger id.
-	AfterID int64
-
-	// Limit caps the number of events; zero means 1000.
-	Limit int
-}
-
-// DLQListParams pages through dead-letter entries.
-type DLQListParams struct {
-	// AfterID returns entries whose id sorts after it.
-	AfterID string
-
-	// Limit caps the number of entries; zero means 100.
-	Limit int
+	// Callbacks are messages to store in the same transaction, such as the
+	// failure callback.
+	Callbacks []*ferry.Message
 }

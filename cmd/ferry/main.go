@@ -37,7 +37,8 @@ Start a production server:   ferry serve --token <secret> --db ferry.db`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCommand(), newServeCommand(), newVersionCommand())
+	root.AddCommand(newDevCommand(), newServeCommand(), newVersionCommand(),
+		newMessagesCommand(), newDLQCommand(), newEventsCommand(), newKeysCommand())
 	return root
 }
 

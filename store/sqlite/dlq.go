@@ -31,9 +31,21 @@ func (db *DB) DLQList(ctx context.Context, params *store.DLQListParams) ([]*ferr
 	if limit <= 0 {
 		limit = 100
 	}
+	w := dlqWhere(params.IDs, params.Filter)
+	order := `d.id`
+	if params.AfterID != "" {
+		if params.NewestFirst {
+			w.Add(`d.id < ?`, params.AfterID)
+		} else {
+			w.Add(`d.id > ?`, params.AfterID)
+		}
+	}
+	if params.NewestFirst {
+		order = `d.id DESC`
+	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT `+dlqColumns+`, `+prefixed("m.", messageColumns)+`
-		FROM dlq d JOIN messages m ON m.id = d.message_id WHERE d.id > ? ORDER BY d.id LIMIT ?`,
-		params.AfterID, limit)
+		FROM dlq d JOIN messages m ON m.id = d.message_id WHERE `+w.SQL()+` ORDER BY `+order+` LIMIT ?`,
+		append(w.Args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list dlq: %w", err)
 	}

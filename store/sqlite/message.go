@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -14,7 +13,9 @@ import (
 )
 
 const messageColumns = `id, state, url, method, header, body, max_retries, retried, attempts,
-	retry_delay_expr, timeout_ms, not_before, due_at, lease_owner, created_at, labels, dedup_id, caller_ip`
+	retry_delay_expr, timeout_ms, not_before, due_at, lease_owner, created_at, labels, dedup_id, caller_ip,
+	callback, failure_callback, callback_header, failure_callback_header, topic_name, endpoint_name,
+	queue_name, schedule_id, callback_of`
 
 // MessageInsert implements store.Store.
 func (db *DB) MessageInsert(ctx context.Context, params *store.MessageInsertParams) (*store.MessageInsertResult, error) {
@@ -42,17 +43,7 @@ func (db *DB) MessageInsert(ctx context.Context, params *store.MessageInsertPara
 			}
 		}
 
-		_, err := tx.Exec(`INSERT INTO messages (`+messageColumns+`, updated_at)
-			VALUES (`+placeholders(19)+`)`,
-			m.ID, ferry.MessageStateCreated, m.URL, m.Method, store.MarshalHeader(m.Header), nonNil(m.Body),
-			m.MaxRetries, 0, 0, m.RetryDelayExpr, m.Timeout.Milliseconds(), store.Millis(m.NotBefore),
-			store.Millis(m.NotBefore), "", now, store.MarshalStrings(m.Labels), m.DeduplicationID, m.CallerIP, now)
-		if err != nil {
-			return fmt.Errorf("insert message: %w", err)
-		}
-
-		if err := insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateCreated, Time: params.Now,
-			URL: m.URL, NextDeliveryTime: m.NotBefore}); err != nil {
+		if err := insertMessage(tx, m, params.Now); err != nil {
 			return err
 		}
 		result = store.MessageInsertResult{MessageID: m.ID}
@@ -64,39 +55,84 @@ func (db *DB) MessageInsert(ctx context.Context, params *store.MessageInsertPara
 	return &result, nil
 }
 
+// insertMessage stores m in state CREATED with its CREATED event.
+func insertMessage(tx *sql.Tx, m *ferry.Message, now time.Time) error {
+	host, path := store.URLParts(m.URL)
+	_, err := tx.Exec(`INSERT INTO messages (`+messageColumns+`, updated_at, url_host, url_path)
+		VALUES (`+placeholders(30)+`)`,
+		m.ID, ferry.MessageStateCreated, m.URL, m.Method, store.MarshalHeader(m.Header), nonNil(m.Body),
+		m.MaxRetries, 0, 0, m.RetryDelayExpr, m.Timeout.Milliseconds(), store.Millis(m.NotBefore),
+		store.Millis(m.NotBefore), "", store.Millis(now), store.MarshalStrings(m.Labels), m.DeduplicationID, m.CallerIP,
+		m.Callback, m.FailureCallback, store.MarshalHeader(m.CallbackHeader), store.MarshalHeader(m.FailureCallbackHeader),
+		m.TopicName, m.EndpointName, m.QueueName, m.ScheduleID, m.CallbackOf,
+		store.Millis(now), host, path)
+	if err != nil {
+		return fmt.Errorf("insert message: %w", err)
+	}
+	return insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateCreated, Time: now,
+		URL: m.URL, NextDeliveryTime: m.NotBefore})
+}
+
+// insertMessages stores each message with insertMessage.
+func insertMessages(tx *sql.Tx, msgs []*ferry.Message, now time.Time) error {
+	for _, m := range msgs {
+		if err := insertMessage(tx, m, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // MessageClaim implements store.Store.
 func (db *DB) MessageClaim(ctx context.Context, params *store.MessageClaimParams) ([]*ferry.Message, error) {
+	if params.Limit <= 0 {
+		return nil, nil
+	}
 	var claimed []*ferry.Message
 	now := store.Millis(params.Now)
 
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		claimed = claimed[:0]
+
+		// The due order is read before the update because the update
+		// replaces due_at with the lease expiry, and RETURNING yields rows
+		// in no defined order. The write loop runs one write at a time, so
+		// the rows cannot change between the two statements.
+		ids, err := dueMessageIDs(tx, now, params.Limit)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		args := []any{params.Owner, now, params.DefaultTimeout.Milliseconds(), params.LeaseMargin.Milliseconds()}
+		for _, id := range ids {
+			args = append(args, id)
+		}
 		rows, err := tx.Query(`UPDATE messages
 			SET state = 'ACTIVE', attempts = attempts + 1, lease_owner = ?1, updated_at = ?2,
 				due_at = ?2 + (CASE WHEN timeout_ms > 0 THEN timeout_ms ELSE ?3 END) + ?4
-			WHERE id IN (
-				SELECT id FROM messages
-				WHERE state IN ('CREATED', 'RETRY', 'ACTIVE') AND due_at <= ?2
-				ORDER BY due_at
-				LIMIT ?5)
-			RETURNING `+messageColumns,
-			params.Owner, now, params.DefaultTimeout.Milliseconds(), params.LeaseMargin.Milliseconds(), params.Limit)
+			WHERE id IN (`+placeholders(len(ids))+`)
+			RETURNING `+messageColumns, args...)
 		if err != nil {
 			return fmt.Errorf("claim messages: %w", err)
 		}
+		byID := make(map[string]*ferry.Message, len(ids))
 		for rows.Next() {
 			m, err := scanMessage(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			claimed = append(claimed, m)
+			byID[m.ID] = m
 		}
 		if err := rows.Close(); err != nil {
 			return fmt.Errorf("claim messages: %w", err)
 		}
 
-		for _, m := range claimed {
+		for _, id := range ids {
+			m := byID[id]
+			if m == nil {
+				return fmt.Errorf("claim messages: message %s was not updated", id)
+			}
+			claimed = append(claimed, m)
 			if err := insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateActive, Time: params.Now,
 				URL: m.URL, Retried: m.Retried}); err != nil {
 				return err
@@ -107,9 +143,30 @@ func (db *DB) MessageClaim(ctx context.Context, params *store.MessageClaimParams
 	if err != nil {
 		return nil, err
 	}
-
-	sort.Slice(claimed, func(i, j int) bool { return claimed[i].NotBefore.Before(claimed[j].NotBefore) })
 	return claimed, nil
+}
+
+// dueMessageIDs returns up to limit ids of messages due at now, in due
+// order.
+func dueMessageIDs(tx *sql.Tx, now int64, limit int) ([]string, error) {
+	rows, err := tx.Query(`SELECT id FROM messages
+		WHERE state IN ('CREATED', 'RETRY', 'ACTIVE') AND due_at <= ?
+		ORDER BY due_at, id
+		LIMIT ?`, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select due messages: %w", err)
+	}
+	defer rows.Close()
+
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("select due messages: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // MessageNextDueAt implements store.Store.
@@ -138,8 +195,11 @@ func (db *DB) MessageMarkDelivered(ctx context.Context, params *store.MessageMar
 			return err
 		}
 		applied = true
-		return insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateDelivered, Time: params.Now,
-			URL: m.URL, Retried: m.Retried, ResponseStatus: params.ResponseStatus})
+		if err := insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateDelivered, Time: params.Now,
+			URL: m.URL, Retried: m.Retried, ResponseStatus: params.ResponseStatus}); err != nil {
+			return err
+		}
+		return insertMessages(tx, params.Callbacks, params.Now)
 	})
 	return applied, err
 }
@@ -163,8 +223,11 @@ func (db *DB) MessageMarkRetry(ctx context.Context, params *store.MessageMarkRet
 			ResponseBody: r.ResponseBody, Error: r.Error}); err != nil {
 			return err
 		}
-		return insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateRetry, Time: params.Now,
-			URL: m.URL, Retried: m.Retried, NextDeliveryTime: params.NextAt})
+		if err := insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateRetry, Time: params.Now,
+			URL: m.URL, Retried: m.Retried, NextDeliveryTime: params.NextAt}); err != nil {
+			return err
+		}
+		return insertMessages(tx, params.Callbacks, params.Now)
 	})
 	return applied, err
 }
@@ -192,8 +255,11 @@ func (db *DB) MessageMarkFailed(ctx context.Context, params *store.MessageMarkFa
 			ResponseBody: r.ResponseBody, Error: r.Error}); err != nil {
 			return err
 		}
-		return insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateFailed, Time: params.Now,
-			URL: m.URL, Retried: m.Retried, ResponseStatus: r.ResponseStatus, Error: r.Error})
+		if err := insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateFailed, Time: params.Now,
+			URL: m.URL, Retried: m.Retried, ResponseStatus: r.ResponseStatus, Error: r.Error}); err != nil {
+			return err
+		}
+		return insertMessages(tx, params.Callbacks, params.Now)
 	})
 	if err != nil || !applied {
 		return "", applied, err
@@ -259,17 +325,19 @@ func scanMessage(s scanner) (*ferry.Message, error) {
 
 // messageScan receives the messageColumns of one row.
 type messageScan struct {
-	m                               ferry.Message
-	header, labels                  string
-	timeoutMS, notBefore, createdAt int64
-	dueAt                           sql.NullInt64
+	m                                     ferry.Message
+	header, labels                        string
+	callbackHeader, failureCallbackHeader string
+	timeoutMS, notBefore, createdAt       int64
+	dueAt                                 sql.NullInt64
 }
 
 func (s *messageScan) dest() []any {
 	m := &s.m
 	return []any{&m.ID, &m.State, &m.URL, &m.Method, &s.header, &m.Body, &m.MaxRetries, &m.Retried, &m.Attempts,
 		&m.RetryDelayExpr, &s.timeoutMS, &s.notBefore, &s.dueAt, &m.LeaseOwner, &s.createdAt, &s.labels,
-		&m.DeduplicationID, &m.CallerIP}
+		&m.DeduplicationID, &m.CallerIP, &m.Callback, &m.FailureCallback, &s.callbackHeader, &s.failureCallbackHeader,
+		&m.TopicName, &m.EndpointName, &m.QueueName, &m.ScheduleID, &m.CallbackOf}
 }
 
 func (s *messageScan) message() (*ferry.Message, error) {
@@ -279,6 +347,12 @@ func (s *messageScan) message() (*ferry.Message, error) {
 		return nil, err
 	}
 	if m.Labels, err = store.UnmarshalStrings(s.labels); err != nil {
+		return nil, err
+	}
+	if m.CallbackHeader, err = store.UnmarshalHeader(s.callbackHeader); err != nil {
+		return nil, err
+	}
+	if m.FailureCallbackHeader, err = store.UnmarshalHeader(s.failureCallbackHeader); err != nil {
 		return nil, err
 	}
 	m.Timeout = time.Duration(s.timeoutMS) * time.Millisecond
