@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/signature"
 	"github.com/ferryhq/ferry/store"
+	"github.com/ferryhq/ferry/wire"
 )
 
 // Defaults of Config.
@@ -38,6 +41,10 @@ type Config struct {
 	// Notify is called after a message is stored, to wake the dispatcher.
 	// Optional.
 	Notify func()
+
+	// KeysChanged is called with the new keys after a rotation, so the
+	// dispatcher signs with the new current key at once. Optional.
+	KeysChanged func(store.SigningKeys)
 
 	// MaxBodyBytes bounds request bodies. Defaults to 10 MiB.
 	MaxBodyBytes int64
@@ -122,11 +129,100 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A publish without a destination reaches the handler, which
 		// rejects it with 400 and the expected form.
 		s.only(w, r, http.MethodPost, s.handlePublish)
-	case resource == "v2/keys" && rest == "":
-		s.only(w, r, http.MethodGet, s.handleKeysGet)
+	case resource == "v2/keys" || resource == "v2/rotate":
+		s.routeKeys(w, r, resource, strings.TrimSuffix(rest, "/"))
+	case resource == "v2/messages":
+		s.routeMessages(w, r, strings.TrimSuffix(rest, "/"))
+	case resource == "v2/dlq":
+		s.routeDLQ(w, r, strings.TrimSuffix(rest, "/"))
+	case (resource == "v2/events" || resource == "v2/logs") && strings.TrimSuffix(rest, "/") == "":
+		key := strings.TrimPrefix(resource, "v2/")
+		s.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.handleEvents(w, r, key) })
 	default:
 		s.writeError(w, r, ferry.Errorf(ferry.ENOTFOUND, "route not found: %s %s", truncate(r.Method), truncate(path)))
 	}
+}
+
+// routeKeys routes /v2/keys, /v2/keys/rotate and /v2/rotate; the Go SDK
+// rotates through the last one.
+func (s *Server) routeKeys(w http.ResponseWriter, r *http.Request, resource, rest string) {
+	switch {
+	case resource == "v2/keys" && rest == "":
+		s.only(w, r, http.MethodGet, s.handleKeysGet)
+	case (resource == "v2/keys" && rest == "rotate") || (resource == "v2/rotate" && rest == ""):
+		s.only(w, r, http.MethodPost, s.handleKeysRotate)
+	default:
+		s.notFound(w, r)
+	}
+}
+
+// routeMessages routes /v2/messages and /v2/messages/{id}.
+func (s *Server) routeMessages(w http.ResponseWriter, r *http.Request, rest string) {
+	if rest == "" {
+		s.only(w, r, http.MethodDelete, s.handleMessagesCancel)
+		return
+	}
+	id, err := pathID(rest)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.methods(w, r, map[string]http.HandlerFunc{
+		http.MethodGet:    func(w http.ResponseWriter, r *http.Request) { s.handleMessageGet(w, r, id) },
+		http.MethodDelete: func(w http.ResponseWriter, r *http.Request) { s.handleMessageCancel(w, r, id) },
+	})
+}
+
+// routeDLQ routes /v2/dlq, /v2/dlq/{id}, /v2/dlq/retry and
+// /v2/dlq/retry/{id}.
+func (s *Server) routeDLQ(w http.ResponseWriter, r *http.Request, rest string) {
+	switch {
+	case rest == "":
+		s.methods(w, r, map[string]http.HandlerFunc{
+			http.MethodGet:    s.handleDLQList,
+			http.MethodDelete: s.handleDLQDelete,
+		})
+	case rest == "retry":
+		s.only(w, r, http.MethodPost, s.handleDLQRetry)
+	case strings.HasPrefix(rest, "retry/"):
+		id, err := pathID(strings.TrimPrefix(rest, "retry/"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.only(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { s.handleDLQRetryOne(w, r, id) })
+	default:
+		id, err := pathID(rest)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.methods(w, r, map[string]http.HandlerFunc{
+			http.MethodGet:    func(w http.ResponseWriter, r *http.Request) { s.handleDLQGet(w, r, id) },
+			http.MethodDelete: func(w http.ResponseWriter, r *http.Request) { s.handleDLQDeleteOne(w, r, id) },
+		})
+	}
+}
+
+// methods runs the handler for the request's method, and answers 405
+// naming the allowed methods otherwise.
+func (s *Server) methods(w http.ResponseWriter, r *http.Request, handlers map[string]http.HandlerFunc) {
+	if h, ok := handlers[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	allowed := make([]string, 0, len(handlers))
+	for m := range handlers {
+		allowed = append(allowed, m)
+	}
+	sort.Strings(allowed)
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method " + truncate(r.Method) + " not allowed on this route; use " + strings.Join(allowed, " or ")})
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	path, _, _ := strings.Cut(requestTarget(r), "?")
+	s.writeError(w, r, ferry.Errorf(ferry.ENOTFOUND, "route not found: %s %s", truncate(r.Method), truncate(path)))
 }
 
 // requestTarget returns the path and query of r exactly as the client sent
@@ -196,7 +292,27 @@ func (s *Server) handleKeysGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"current": keys.Current, "next": keys.Next})
+	writeJSON(w, http.StatusOK, wire.Keys{Current: keys.Current, Next: keys.Next})
+}
+
+// handleKeysRotate serves POST /v2/keys/rotate and POST /v2/rotate: the
+// next key becomes current and a new next key is made.
+func (s *Server) handleKeysRotate(w http.ResponseWriter, r *http.Request) {
+	next, err := signature.NewKey()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	keys, err := s.cfg.Store.SigningKeysRotate(r.Context(), next)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.logger.Info("signing keys rotated")
+	if s.cfg.KeysChanged != nil {
+		s.cfg.KeysChanged(keys)
+	}
+	writeJSON(w, http.StatusOK, wire.Keys{Current: keys.Current, Next: keys.Next})
 }
 
 // errorResponse is the QStash error body.

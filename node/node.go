@@ -20,8 +20,10 @@ import (
 
 	"github.com/ferryhq/ferry/dispatch"
 	"github.com/ferryhq/ferry/httpapi"
+	"github.com/ferryhq/ferry/maintenance"
 	"github.com/ferryhq/ferry/signature"
 	"github.com/ferryhq/ferry/store"
+	"github.com/ferryhq/ferry/store/postgres"
 	"github.com/ferryhq/ferry/store/sqlite"
 )
 
@@ -59,6 +61,13 @@ type Config struct {
 
 	// Concurrency is the maximum number of deliveries in flight.
 	Concurrency int
+
+	// MessageRetention, EventRetention and DLQRetention set how long
+	// finished messages, events and dead-letter entries are kept. Zero
+	// means the maintenance package defaults (1 hour, 3 days, 7 days).
+	MessageRetention time.Duration
+	EventRetention   time.Duration
+	DLQRetention     time.Duration
 
 	// Backoff replaces the default retry backoff; tests use it to scale time.
 	Backoff func(n int) time.Duration
@@ -132,6 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Token:        cfg.Token,
 		Notify:       disp.Notify,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		KeysChanged:  func(k store.SigningKeys) { currentKey.Store(&k.Current) },
 		Gatherer:     reg,
 		Metrics:      httpapi.NewMetrics(reg),
 		Logger:       logger,
@@ -153,6 +163,16 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopDispatch()
 	dispDone := make(chan error, 1)
 	go func() { dispDone <- disp.Run(dispCtx) }()
+
+	cleaner := maintenance.NewCleaner(maintenance.CleanerConfig{
+		Store:            st,
+		MessageRetention: cfg.MessageRetention,
+		EventRetention:   cfg.EventRetention,
+		DLQRetention:     cfg.DLQRetention,
+		Logger:           logger,
+	})
+	go cleaner.Run(dispCtx)
+	go refreshKeys(dispCtx, st, &currentKey, logger)
 
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
@@ -189,13 +209,43 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-// openStore opens the store that dsn names.
+// keyRefreshInterval is how often a node reloads the signing keys, so a
+// rotation through another node reaches its deliveries.
+const keyRefreshInterval = 10 * time.Second
+
+// refreshKeys reloads the current signing key until ctx ends.
+func refreshKeys(ctx context.Context, st store.Store, current *atomic.Pointer[string], logger *slog.Logger) {
+	ticker := time.NewTicker(keyRefreshInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		keys, err := st.SigningKeysGet(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Error("reloading signing keys failed; deliveries keep the last known key", "error", err)
+			}
+			continue
+		}
+		if keys.Current != *current.Load() {
+			current.Store(&keys.Current)
+		}
+	}
+}
+
+// openStore opens the store that dsn names: PostgreSQL for a postgres:// or
+// postgresql:// URL, and otherwise the SQLite file at dsn, with an optional
+// sqlite:// prefix.
 func openStore(ctx context.Context, dsn string) (store.Store, error) {
 	if dsn == "" {
-		return nil, errors.New("missing database: set --db to a SQLite file path such as ferry.db")
+		return nil, errors.New("missing database: set --db to a SQLite file path such as ferry.db " +
+			"or a PostgreSQL URL such as postgres://user@host:5432/ferry")
 	}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		return nil, fmt.Errorf("PostgreSQL is not supported by this build yet; use a SQLite file path with --db")
+		return postgres.Open(ctx, dsn)
 	}
 	return sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite://"))
 }

@@ -32,7 +32,7 @@ type dlqFilterFlags struct {
 }
 
 func (f *dlqFilterFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringSliceVar(&f.urls, "url", nil, "only entries for this destination URL (repeatable)")
+	cmd.Flags().StringSliceVar(&f.urls, "destination", nil, "only entries for this destination URL (repeatable)")
 	cmd.Flags().StringSliceVar(&f.queues, "queue", nil, "only entries of this queue (repeatable)")
 	cmd.Flags().StringSliceVar(&f.labels, "label", nil, "only entries with this label (repeatable)")
 	cmd.Flags().StringSliceVar(&f.statuses, "status", nil, "only entries whose last response had this HTTP status (repeatable)")

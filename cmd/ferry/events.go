@@ -57,7 +57,7 @@ per line.`,
 	}
 	cmd.Flags().StringSliceVar(&messageIDs, "message", nil, "only events of this message id (repeatable)")
 	cmd.Flags().StringSliceVar(&states, "state", nil, "only events in this state (repeatable)")
-	cmd.Flags().StringSliceVar(&urls, "url", nil, "only events of this destination URL (repeatable)")
+	cmd.Flags().StringSliceVar(&urls, "destination", nil, "only events of this destination URL (repeatable)")
 	cmd.Flags().StringSliceVar(&queues, "queue", nil, "only events of this queue (repeatable)")
 	cmd.Flags().StringSliceVar(&labels, "label", nil, "only events of messages with this label (repeatable)")
 	cmd.Flags().IntVar(&limit, "limit", 100, "maximum number of events to list (at most 1000)")

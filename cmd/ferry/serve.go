@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferryhq/ferry/dispatch"
 	"github.com/ferryhq/ferry/httpapi"
+	"github.com/ferryhq/ferry/maintenance"
 	"github.com/ferryhq/ferry/node"
 )
 
@@ -27,6 +28,10 @@ type serverFlags struct {
 	logLevel       string
 	logFormat      string
 	backoffScale   float64
+
+	messageRetention time.Duration
+	eventRetention   time.Duration
+	dlqRetention     time.Duration
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, dbDefault, dbHelp string) {
@@ -39,6 +44,9 @@ func (f *serverFlags) register(cmd *cobra.Command, dbDefault, dbHelp string) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", node.ShutdownGraceDefault, "how long a stop waits for deliveries in flight")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&f.messageRetention, "message-retention", maintenance.MessageRetentionDefault, "how long delivered, failed and cancelled messages stay readable")
+	fs.DurationVar(&f.eventRetention, "event-retention", maintenance.EventRetentionDefault, "how long message events are kept")
+	fs.DurationVar(&f.dlqRetention, "dlq-retention", maintenance.DLQRetentionDefault, "how long dead-letter entries are kept")
 	fs.Float64Var(&f.backoffScale, "backoff-scale", 1, "multiplies the default retry backoff (for tests)")
 	fs.MarkHidden("backoff-scale")
 }
@@ -72,6 +80,10 @@ func (f *serverFlags) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		Concurrency:    f.concurrency,
 		ShutdownGrace:  f.shutdownGrace,
 		Logger:         logger,
+
+		MessageRetention: f.messageRetention,
+		EventRetention:   f.eventRetention,
+		DLQRetention:     f.dlqRetention,
 	}
 	if f.backoffScale != 1 {
 		scale := f.backoffScale
