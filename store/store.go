@@ -70,6 +70,40 @@ type Store interface {
 	// DLQList returns dead-letter entries, oldest first.
 	DLQList(ctx context.Context, params *DLQListParams) ([]*ferry.DLQEntry, error)
 
+	// MessageCancel cancels waiting and active messages that params
+	// selects: each moves to CANCELED (an active one first records
+	// CANCEL_REQUESTED, and its attempt's result is dropped). It returns
+	// the number cancelled.
+	MessageCancel(ctx context.Context, params *MessageCancelParams) (int, error)
+
+	// DLQDelete deletes the dead-letter entries that params selects and
+	// returns how many it deleted.
+	DLQDelete(ctx context.Context, params *DLQDeleteParams) (int, error)
+
+	// DLQRetry removes a dead-letter entry and stores the message that
+	// params.Build makes from the failed one, in one transaction. It
+	// returns ErrNotFound when the entry does not exist.
+	DLQRetry(ctx context.Context, params *DLQRetryParams) (*ferry.Message, error)
+
+	// MessageDeleteFinished deletes up to Limit messages that finished
+	// before Before and have no dead-letter entry.
+	MessageDeleteFinished(ctx context.Context, params *CleanupParams) (int, error)
+
+	// EventDeleteBefore deletes up to Limit events older than Before.
+	EventDeleteBefore(ctx context.Context, params *CleanupParams) (int, error)
+
+	// DLQDeleteBefore deletes up to Limit dead-letter entries created
+	// before Before.
+	DLQDeleteBefore(ctx context.Context, params *CleanupParams) (int, error)
+
+	// DedupDeleteExpired deletes up to Limit deduplication ids that expired
+	// before Before.
+	DedupDeleteExpired(ctx context.Context, params *CleanupParams) (int, error)
+
+	// SigningKeysRotate makes the next key current and stores newNext as
+	// the next key, atomically, and returns the new pair.
+	SigningKeysRotate(ctx context.Context, newNext string) (SigningKeys, error)
+
 	// SigningKeysInit stores keys when none are stored yet and returns the
 	// stored keys, so the first start generates them and later starts keep
 	// them.
