@@ -192,7 +192,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	deliverCtx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		more, err := d.claimAndStart(ctx, deliverCtx)
+		more, err := d.claimAndStart(deliverCtx)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.logger.Error("claim failed; retrying after the poll interval", "error", err)
@@ -209,14 +209,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // claimAndStart claims as many due messages as there are free slots and
 // starts their attempts. It reports whether it filled every slot it asked
 // for, meaning more messages may be due right away.
-func (d *Dispatcher) claimAndStart(ctx, deliverCtx context.Context) (bool, error) {
+//
+// The claim runs under deliverCtx, which a stop does not cancel. A claim
+// cancelled mid-write can still commit, and its messages would then stay
+// leased without an attempt until the lease expires.
+func (d *Dispatcher) claimAndStart(deliverCtx context.Context) (bool, error) {
 	free := cap(d.slots) - len(d.slots)
 	if free == 0 {
 		return false, nil
 	}
 	limit := min(free, ClaimBatchDefault)
 
-	msgs, err := d.cfg.Store.MessageClaim(ctx, &store.MessageClaimParams{
+	msgs, err := d.cfg.Store.MessageClaim(deliverCtx, &store.MessageClaimParams{
 		Owner:          d.cfg.Owner,
 		Limit:          limit,
 		Now:            d.cfg.Now(),

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -38,7 +39,7 @@ type Config struct {
 	// "127.0.0.1:0".
 	Listen string
 
-	// DB locates the database: a SQLite file path.
+	// DB locates the database: a SQLite file path, or a postgres:// URL.
 	DB string
 
 	// Token is the API bearer token. Required.
@@ -177,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 
-	logger.Info("ferry started", "addr", ln.Addr().String(), "db", cfg.DB, "node_id", cfg.NodeID)
+	logger.Info("ferry started", "addr", ln.Addr().String(), "db", redactDSN(cfg.DB), "node_id", cfg.NodeID)
 	if cfg.Started != nil {
 		cfg.Started(ln.Addr())
 	}
@@ -207,6 +208,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	logger.Info("ferry stopped")
 	return runErr
+}
+
+// redactDSN hides the password of a database URL, so logs never carry it.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" || u.User == nil {
+		return dsn
+	}
+	return u.Redacted()
 }
 
 // keyRefreshInterval is how often a node reloads the signing keys, so a

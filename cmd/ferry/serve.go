@@ -129,6 +129,6 @@ them with GET /v2/keys.`,
 	}
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "TCP address of the API")
 	cmd.Flags().StringVar(&token, "token", "", "bearer token that API clients must send (required)")
-	flags.register(cmd, "ferry.db", "SQLite database file")
+	flags.register(cmd, "ferry.db", "SQLite database file, or a postgres:// URL for several nodes on one PostgreSQL database")
 	return cmd
 }
