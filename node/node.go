@@ -172,7 +172,13 @@ func Run(ctx context.Context, cfg Config) error {
 		DLQRetention:     cfg.DLQRetention,
 		Logger:           logger,
 	})
-	go cleaner.Run(dispCtx)
+
+	// Services that must run on one node at a time. Each is started when
+	// this node gains leadership and its context ends when it loses it.
+	leaderServices := []func(ctx context.Context){
+		cleaner.Run,
+	}
+	go runLeaderServices(dispCtx, leaderServices)
 	go refreshKeys(dispCtx, st, &currentKey, logger)
 
 	serveDone := make(chan error, 1)
@@ -208,6 +214,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	logger.Info("ferry stopped")
 	return runErr
+}
+
+// runLeaderServices runs services while this node is the leader.
+//
+// NOTE: every node is the leader today. A second node on one PostgreSQL
+// database therefore also runs these services; they are safe to run twice
+// (the cleaner's deletes are idempotent) but do double work.
+func runLeaderServices(ctx context.Context, services []func(ctx context.Context)) {
+	for _, run := range services {
+		go run(ctx)
+	}
+	<-ctx.Done()
 }
 
 // redactDSN hides the password of a database URL, so logs never carry it.
