@@ -48,7 +48,7 @@ type Config struct {
 	Owner string
 
 	// Client sends deliveries. Defaults to a client that does not follow
-	// redirects, so a 3xx answer is a failed attempt.
+	// redirects, so a 3xx response is a failed attempt.
 	Client *http.Client
 
 	// Concurrency is the maximum number of attempts in flight.
@@ -376,7 +376,7 @@ type result struct {
 
 func (r *result) ok() bool { return r.err == nil && r.status >= 200 && r.status < 300 }
 
-// nonRetryable reports a 489 answer carrying Upstash-NonRetryable-Error:
+// nonRetryable reports a 489 response carrying Upstash-NonRetryable-Error:
 // true, which fails the message without further retries.
 func (r *result) nonRetryable() bool {
 	return r.status == 489 && strings.EqualFold(strings.TrimSpace(r.header.Get("Upstash-NonRetryable-Error")), "true")

@@ -61,13 +61,16 @@ type Store interface {
 	// MessageGet returns a message by id, or ErrNotFound.
 	MessageGet(ctx context.Context, id string) (*ferry.Message, error)
 
-	// EventList returns events in the order they were recorded.
+	// EventList returns the events that params selects, oldest first or,
+	// with NewestFirst, newest first. Each event carries its message while
+	// the message is still stored.
 	EventList(ctx context.Context, params *EventListParams) ([]*ferry.Event, error)
 
 	// DLQGet returns a dead-letter entry by id, or ErrNotFound.
 	DLQGet(ctx context.Context, id string) (*ferry.DLQEntry, error)
 
-	// DLQList returns dead-letter entries, oldest first.
+	// DLQList returns the dead-letter entries that params selects, oldest
+	// first or, with NewestFirst, newest first.
 	DLQList(ctx context.Context, params *DLQListParams) ([]*ferry.DLQEntry, error)
 
 	// MessageCancel cancels waiting and active messages that params
