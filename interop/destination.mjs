@@ -1,7 +1,8 @@
-// Helpers shared by the interop tests: a loopback-only network guard and a
-// destination HTTP server that verifies every delivery with the SDK's
-// Receiver.
+// Helpers shared by the interop tests: a loopback-only network guard, the
+// Ferry settings from the environment, bounded polling, and a destination
+// HTTP server that verifies every delivery with the SDK's Receiver.
 
+import assert from "node:assert/strict";
 import http from "node:http";
 import https from "node:https";
 import { syncBuiltinESMExports } from "node:module";
@@ -51,6 +52,61 @@ export function allowOnlyLoopback() {
 /** Returns a promise that resolves after ms milliseconds. */
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Reads the Ferry server's URL, token and signing keys from the environment
+ * that interop_test.go sets, and throws when one is missing or the URL is
+ * not on loopback.
+ */
+export function readFerryConfig() {
+  const names = ["FERRY_URL", "FERRY_TOKEN", "FERRY_CURRENT_SIGNING_KEY", "FERRY_NEXT_SIGNING_KEY"];
+  const missing = names.filter((name) => !process.env[name]);
+  if (missing.length > 0) {
+    throw new Error(`missing environment variables ${missing.join(", ")}: run these tests through go test ./interop/`);
+  }
+  if (!isLoopbackURL(process.env.FERRY_URL)) {
+    throw new Error(`invalid FERRY_URL ${process.env.FERRY_URL}: the interop tests only talk to 127.0.0.1 or localhost`);
+  }
+  return {
+    url: process.env.FERRY_URL,
+    token: process.env.FERRY_TOKEN,
+    currentSigningKey: process.env.FERRY_CURRENT_SIGNING_KEY,
+    nextSigningKey: process.env.FERRY_NEXT_SIGNING_KEY,
+  };
+}
+
+/**
+ * Calls check every 50 ms until it returns a value other than undefined,
+ * and returns that value. check receives a note function to record what it
+ * observed, and the error thrown after timeoutMs contains description and
+ * the last recorded observation.
+ */
+export async function pollUntil(description, timeoutMs, check) {
+  const deadline = Date.now() + timeoutMs;
+  let lastNote = "nothing observed";
+  const note = (value) => {
+    lastNote = typeof value === "string" ? value : JSON.stringify(value);
+  };
+  for (;;) {
+    const value = await check(note);
+    if (value !== undefined) {
+      return value;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}, last observed: ${lastNote}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Fails with the Receiver's error when a delivery did not verify. */
+export function assertVerified(delivery) {
+  assert.equal(
+    delivery.verified,
+    true,
+    `signature of delivery ${delivery.requestURI} did not verify: ${delivery.verifyError?.message}`,
+  );
 }
 
 /**

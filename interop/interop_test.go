@@ -33,15 +33,18 @@ func TestQStashSDK(t *testing.T) {
 	requireTool(t, "node")
 	installPackages(t, ctx, dir)
 
+	// Each file gets a server of its own: management.test.mjs cancels every
+	// waiting message and keys.test.mjs rotates the signing keys.
 	t.Run("publish", func(t *testing.T) {
-		p := ferrytest.Start(t, ferrytest.Options{DB: filepath.Join(t.TempDir(), "ferry.db")})
-		current, next := signingKeys(t, ctx, p)
-		runNode(t, ctx, dir, "publish.test.mjs", map[string]string{
-			"FERRY_URL":                 p.URL,
-			"FERRY_TOKEN":               p.Token,
-			"FERRY_CURRENT_SIGNING_KEY": current,
-			"FERRY_NEXT_SIGNING_KEY":    next,
-		})
+		runAgainstFerry(t, ctx, dir, "publish.test.mjs")
+	})
+
+	t.Run("management", func(t *testing.T) {
+		runAgainstFerry(t, ctx, dir, "management.test.mjs")
+	})
+
+	t.Run("signing keys", func(t *testing.T) {
+		runAgainstFerry(t, ctx, dir, "keys.test.mjs")
 	})
 
 	t.Run("dev mode", func(t *testing.T) {
@@ -54,6 +57,20 @@ func TestQStashSDK(t *testing.T) {
 			// cached by earlier use of the SDK from being started instead.
 			"HOME": t.TempDir(),
 		})
+	})
+}
+
+// runAgainstFerry starts a Ferry server and runs the node test file against
+// it, passing the server's URL, token and signing keys in FERRY_* variables.
+func runAgainstFerry(t *testing.T, ctx context.Context, dir, file string) {
+	t.Helper()
+	p := ferrytest.Start(t, ferrytest.Options{DB: filepath.Join(t.TempDir(), "ferry.db")})
+	current, next := signingKeys(t, ctx, p)
+	runNode(t, ctx, dir, file, map[string]string{
+		"FERRY_URL":                 p.URL,
+		"FERRY_TOKEN":               p.Token,
+		"FERRY_CURRENT_SIGNING_KEY": current,
+		"FERRY_NEXT_SIGNING_KEY":    next,
 	})
 }
 

@@ -15,26 +15,9 @@ import { randomBytes } from "node:crypto";
 
 import { Client, Receiver } from "@upstash/qstash";
 
-import { allowOnlyLoopback, isLoopbackURL, sleep, startDestination } from "./destination.mjs";
+import { allowOnlyLoopback, assertVerified, readFerryConfig, sleep, startDestination } from "./destination.mjs";
 
-function readConfig() {
-  const names = ["FERRY_URL", "FERRY_TOKEN", "FERRY_CURRENT_SIGNING_KEY", "FERRY_NEXT_SIGNING_KEY"];
-  const missing = names.filter((name) => !process.env[name]);
-  if (missing.length > 0) {
-    throw new Error(`missing environment variables ${missing.join(", ")}: run these tests through go test ./interop/`);
-  }
-  if (!isLoopbackURL(process.env.FERRY_URL)) {
-    throw new Error(`invalid FERRY_URL ${process.env.FERRY_URL}: the interop tests only talk to 127.0.0.1 or localhost`);
-  }
-  return {
-    url: process.env.FERRY_URL,
-    token: process.env.FERRY_TOKEN,
-    currentSigningKey: process.env.FERRY_CURRENT_SIGNING_KEY,
-    nextSigningKey: process.env.FERRY_NEXT_SIGNING_KEY,
-  };
-}
-
-const config = readConfig();
+const config = readFerryConfig();
 allowOnlyLoopback();
 
 // devMode: false keeps a QSTASH_DEV variable in the environment from
@@ -55,15 +38,6 @@ before(async () => {
 after(async () => {
   await destination?.close();
 });
-
-/** Fails with the Receiver's error when a delivery did not verify. */
-function assertVerified(delivery) {
-  assert.equal(
-    delivery.verified,
-    true,
-    `signature of delivery ${delivery.requestURI} did not verify: ${delivery.verifyError?.message}`,
-  );
-}
 
 test("publishJSON with delay, headers and deduplication", async () => {
   const route = destination.route("/delayed");
