@@ -60,7 +60,8 @@ func newDLQListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var entries []wire.DLQMessage
+			// Empty lists print as [] in JSON, which scripts can iterate.
+			entries := []wire.DLQMessage{}
 			cursor := ""
 			for limit <= 0 || len(entries) < limit {
 				page, err := c.DLQList(cmd.Context(), filter.filter(), cursor, dlqPage)
@@ -191,7 +192,7 @@ leaves the dead-letter queue. Name entries by id, or select them with
 				header.Set("Upstash-Retries", strconv.Itoa(retries))
 			}
 
-			var responses []wire.PublishResponse
+			responses := []wire.PublishResponse{}
 			if len(args) > 0 {
 				for _, id := range args {
 					r, err := c.DLQRetry(cmd.Context(), id, header)
