@@ -177,14 +177,10 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return ctx.Err()
 	}
 
-	// The write may still commit after ctx ends; the caller then treats
-	// the outcome as unknown, which at-least-once delivery tolerates.
-	select {
-	case err := <-op.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// Once queued, the write is waited for even when ctx ends: fn writes
+	// into variables of the caller, so returning early would race with it.
+	// The write loop skips writes whose context ended before they ran.
+	return <-op.done
 }
 
 // writeLoop commits queued writes in batches until Close.
