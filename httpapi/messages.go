@@ -11,9 +11,6 @@ import (
 	"github.com/ferryhq/ferry/wire"
 )
 
-// maxCancelCount bounds the count parameter of a bulk cancel.
-const maxCancelCount = 1000
-
 // handleMessageGet serves GET /v2/messages/{id}.
 func (s *Server) handleMessageGet(w http.ResponseWriter, r *http.Request, id string) {
 	m, err := s.cfg.Store.MessageGet(r.Context(), id)
@@ -73,10 +70,9 @@ func (s *Server) handleMessagesCancel(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if params.Limit, err = parseCount(q, 0, maxCancelCount); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+		// The count parameter is ignored, as on QStash: a filter cancel
+		// takes every match in one call. The TypeScript SDK still sends
+		// count=100 with cancel({all: true}).
 	}
 
 	n, err := s.cfg.Store.MessageCancel(r.Context(), params)
