@@ -14,6 +14,10 @@ const (
 	ETOOLARGE     = "too_large"    // 413
 	EUNAUTHORIZED = "unauthorized" // 401
 	EUNAVAILABLE  = "unavailable"  // 503
+
+	// EUNPROCESSABLE is a well-formed request that conflicts with an
+	// earlier one, such as an Idempotency-Key reused with another body.
+	EUNPROCESSABLE = "unprocessable" // 422
 )
 
 // Error is an application error whose Message is safe to show to clients.

@@ -158,6 +158,21 @@ type Message struct {
 	// CallbackOf is the id of the message whose outcome this callback
 	// message reports; callback messages never get callbacks of their own.
 	CallbackOf string
+
+	// JobID and JobRun name the job and the 1-based run that this message
+	// delivers; JobID is empty for other messages. The dispatcher records
+	// the outcome of job-run attempts through its Jobs hook.
+	JobID  string
+	JobRun int
+
+	// FlowControlKey is the Upstash-Flow-Control-Key; messages with the
+	// same key share the limits of that key. The other FlowControl fields
+	// are the limits this message's Upstash-Flow-Control-Value set, zero
+	// when unset.
+	FlowControlKey         string
+	FlowControlParallelism int
+	FlowControlRate        int
+	FlowControlPeriod      time.Duration
 }
 
 // Event records one state transition of a message.

@@ -59,8 +59,12 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &e) && e.Status == http.StatusNotFound
 }
 
-// do sends a request and decodes a JSON answer into out, when out is not
-// nil.
+// rawBody is a request body that do sends unchanged, with the
+// Content-Type of the header it is given.
+type rawBody []byte
+
+// do sends a request and decodes the JSON response into out, when out is
+// not nil. A body other than rawBody is sent as JSON.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, header http.Header, out any) error {
 	u := c.BaseURL + path
 	if len(query) > 0 {
@@ -68,7 +72,11 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 
 	var reader io.Reader
-	if body != nil {
+	raw, isRaw := body.(rawBody)
+	switch {
+	case isRaw:
+		reader = bytes.NewReader(raw)
+	case body != nil:
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
@@ -82,7 +90,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	for name, values := range header {
 		req.Header[name] = values
 	}
-	if body != nil {
+	if body != nil && !isRaw {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -101,6 +109,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		var e wire.Error
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(data))
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			e.Error += "; check --token (or FERRY_TOKEN)"
 		}
 		return &Error{Status: resp.StatusCode, Message: e.Error}
 	}
@@ -125,6 +136,7 @@ type Filter struct {
 	ScheduleIDs      []string
 	Labels           []string
 	CallerIPs        []string
+	FlowControlKeys  []string
 	ResponseStatuses []string
 	From, To         time.Time
 }
@@ -148,6 +160,7 @@ func (f *Filter) query() url.Values {
 	add("scheduleId", f.ScheduleIDs)
 	add("label", f.Labels)
 	add("callerIp", f.CallerIPs)
+	add("flowControlKey", f.FlowControlKeys)
 	add("responseStatus", f.ResponseStatuses)
 	if !f.From.IsZero() {
 		q.Set("fromDate", fmt.Sprint(f.From.UnixMilli()))

@@ -75,6 +75,12 @@ type Config struct {
 	// Metrics receives delivery counts. Optional.
 	Metrics *Metrics
 
+	// Jobs records the attempts of job-run messages (messages with a
+	// JobID) in place of the Mark methods. Optional; without it, job-run
+	// messages are delivered like other messages and their jobs do not
+	// advance.
+	Jobs JobRuns
+
 	// Logger receives retries, failures and errors. Defaults to a discarding
 	// logger.
 	Logger *slog.Logger
@@ -162,6 +168,11 @@ func New(cfg Config) (*Dispatcher, error) {
 		slots:  make(chan struct{}, cfg.Concurrency),
 		freed:  make(chan struct{}, 1),
 	}, nil
+}
+
+// Concurrency returns the maximum number of attempts in flight.
+func (d *Dispatcher) Concurrency() int {
+	return d.cfg.Concurrency
 }
 
 // Notify wakes the dispatcher, because a message may have become due
@@ -288,6 +299,10 @@ func (d *Dispatcher) pause(ctx context.Context, wait time.Duration) {
 
 // attempt delivers m once and records the outcome.
 func (d *Dispatcher) attempt(ctx context.Context, m *ferry.Message) {
+	if m.JobID != "" && d.cfg.Jobs != nil {
+		d.attemptJobRun(ctx, m)
+		return
+	}
 	start := d.cfg.Now()
 	res := d.send(ctx, m)
 	d.cfg.Metrics.observeAttempt(res, d.cfg.Now().Sub(start))
@@ -372,6 +387,10 @@ type result struct {
 	header http.Header
 	body   []byte
 	err    error
+
+	// truncated reports a response body longer than MaxResponseBody, of
+	// which body holds the first MaxResponseBody bytes.
+	truncated bool
 }
 
 func (r *result) ok() bool { return r.err == nil && r.status >= 200 && r.status < 300 }
@@ -426,6 +445,12 @@ func (d *Dispatcher) send(ctx context.Context, m *ferry.Message) *result {
 	if m.CallerIP != "" {
 		req.Header.Set("Upstash-Caller-Ip", m.CallerIP)
 	}
+	if m.TopicName != "" {
+		req.Header.Set("Upstash-Topic-Name", m.TopicName)
+	}
+	if m.ScheduleID != "" {
+		req.Header.Set("Upstash-Schedule-Id", m.ScheduleID)
+	}
 
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
@@ -436,13 +461,17 @@ func (d *Dispatcher) send(ctx context.Context, m *ferry.Message) *result {
 	}
 	defer resp.Body.Close()
 
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.MaxResponseBody)))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.MaxResponseBody)+1))
 	if err != nil {
 		d.logger.Debug("reading the response body failed", "message_id", m.ID, "error", err)
 	}
+	truncated := len(body) > d.cfg.MaxResponseBody
+	if truncated {
+		body = body[:d.cfg.MaxResponseBody]
+	}
 	// Drain a little more so the connection can be reused.
 	io.CopyN(io.Discard, resp.Body, 64<<10)
-	return &result{status: resp.StatusCode, header: resp.Header, body: body}
+	return &result{status: resp.StatusCode, header: resp.Header, body: body, truncated: truncated}
 }
 
 // unwrapURLError drops the *url.Error wrapper, which repeats the method

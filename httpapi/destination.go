@@ -119,7 +119,7 @@ func validateDestination(raw, dest string) error {
 	}
 	if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
 		if urlGroupName.MatchString(raw) {
-			return ferry.Errorf(ferry.ENOTFOUND, "topic %s not found: URL groups are not supported by this server yet; publish to an http:// or https:// URL", truncate(raw))
+			return ferry.Errorf(ferry.ENOTFOUND, "topic %s not found: add endpoints with POST /v2/topics/{name}/endpoints, or use an http:// or https:// URL", truncate(raw))
 		}
 		return ferry.Errorf(ferry.EINVALID, "invalid destination %q: must be an http:// or https:// URL such as https://your.app/path", truncate(raw))
 	}

@@ -228,13 +228,13 @@ func TestParseDestinationErrors(t *testing.T) {
 			name:        "url group name",
 			rawURI:      "/v2/publish/mygroup",
 			wantCode:    ferry.ENOTFOUND,
-			wantMessage: "topic mygroup not found: URL groups are not supported by this server yet; publish to an http:// or https:// URL",
+			wantMessage: "topic mygroup not found: add endpoints with POST /v2/topics/{name}/endpoints, or use an http:// or https:// URL",
 		},
 		{
 			name:        "url group name truncated",
 			rawURI:      "/v2/publish/" + longGroup,
 			wantCode:    ferry.ENOTFOUND,
-			wantMessage: "topic " + longGroup[:200] + "... not found: URL groups are not supported by this server yet; publish to an http:// or https:// URL",
+			wantMessage: "topic " + longGroup[:200] + "... not found: add endpoints with POST /v2/topics/{name}/endpoints, or use an http:// or https:// URL",
 		},
 		{
 			name:        "host without scheme",

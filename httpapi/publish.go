@@ -9,7 +9,6 @@ import (
 
 	"github.com/ferryhq/ferry"
 	"github.com/ferryhq/ferry/publish"
-	"github.com/ferryhq/ferry/store"
 )
 
 // Limits of publish headers, kept here for callers of this package.
@@ -19,15 +18,10 @@ const (
 	MaxTimeout = publish.MaxTimeout
 )
 
-// publishResponse is the JSON answer to a publish.
-type publishResponse struct {
-	MessageID    string `json:"messageId"`
-	Deduplicated bool   `json:"deduplicated,omitempty"`
-}
-
-// handlePublish serves POST /v2/publish/{destination}.
+// handlePublish serves POST /v2/publish/{destination}, where the
+// destination is a URL or the name of a URL group.
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	dest, err := parseDestination(requestTarget(r), "/v2/publish/")
+	target, err := parseTarget(requestTarget(r), "/v2/publish/")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -39,30 +33,14 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	now := s.cfg.Now()
-	m, err := s.buildMessage(r, dest, body, now)
+	status, resp, err := s.accept(r.Context(), &acceptRequest{
+		target: target, header: r.Header, body: body, callerIP: callerIP(r),
+	}, s.cfg.Now())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-
-	res, err := s.cfg.Store.MessageInsert(r.Context(), &store.MessageInsertParams{
-		Message: m, DeduplicationWindow: s.cfg.DeduplicationWindow, Now: now,
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if res.Deduplicated {
-		writeJSON(w, http.StatusAccepted, publishResponse{MessageID: res.MessageID, Deduplicated: true})
-		return
-	}
-
-	s.cfg.Metrics.published()
-	// A delayed message may be due before the dispatcher's next planned
-	// look, so it is woken for every publish.
-	s.notify()
-	writeJSON(w, http.StatusOK, publishResponse{MessageID: res.MessageID})
+	writeJSON(w, status, resp)
 }
 
 // readBody reads the request body up to the configured maximum.
@@ -80,7 +58,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 // buildMessage validates the publish headers and returns the message to
 // store.
 func (s *Server) buildMessage(r *http.Request, dest *destination, body []byte, now time.Time) (*ferry.Message, error) {
-	src := publish.Source{Header: r.Header, Query: dest.Config}
+	return s.buildMessageFrom(r.Header, dest, body, callerIP(r), now)
+}
+
+// buildMessageFrom is buildMessage for settings in header, which a batch
+// item carries in its JSON, and a client address.
+func (s *Server) buildMessageFrom(header http.Header, dest *destination, body []byte, caller string, now time.Time) (*ferry.Message, error) {
+	src := publish.Source{Header: header, Query: dest.Config}
 	m := &ferry.Message{
 		ID:         ferry.NewMessageID(),
 		URL:        dest.URL,
@@ -89,12 +73,12 @@ func (s *Server) buildMessage(r *http.Request, dest *destination, body []byte, n
 		MaxRetries: s.cfg.DefaultRetries,
 		CreatedAt:  now,
 		NotBefore:  now,
-		CallerIP:   callerIP(r),
+		CallerIP:   caller,
 	}
 	if err := publish.Apply(m, src, now); err != nil {
 		return nil, err
 	}
-	if err := publish.ApplyCallbacks(m, r.Header, now); err != nil {
+	if err := publish.ApplyCallbacks(m, header, now); err != nil {
 		return nil, err
 	}
 
@@ -106,7 +90,7 @@ func (s *Server) buildMessage(r *http.Request, dest *destination, body []byte, n
 		}
 		forwardAll = b
 	}
-	m.Header = publish.ForwardedHeaders(r.Header, forwardAll)
+	m.Header = publish.ForwardedHeaders(header, forwardAll)
 
 	dedupID, err := publish.DeduplicationID(src, m)
 	if err != nil {

@@ -477,7 +477,7 @@ func TestPublishRejects(t *testing.T) {
 			target:      "/v2/publish/mygroup",
 			header:      headers("Authorization", bearer),
 			wantStatus:  http.StatusNotFound,
-			wantMessage: "topic mygroup not found: URL groups are not supported by this server yet; publish to an http:// or https:// URL",
+			wantMessage: "topic mygroup not found",
 		},
 		{
 			name:        "unknown route",

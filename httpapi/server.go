@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ferryhq/ferry"
+	"github.com/ferryhq/ferry/schedule"
 	"github.com/ferryhq/ferry/signature"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/wire"
@@ -68,6 +69,14 @@ type Config struct {
 
 	// Now returns the current time. Defaults to time.Now.
 	Now func() time.Time
+
+	// MaxInFlight is the dispatcher's maximum of attempts in flight, which
+	// GET /v2/globalParallelism reports as parallelismMax. Optional.
+	MaxInFlight int
+
+	// ScheduleTimescale maps real time to the time cron expressions are
+	// evaluated in. The zero value is real time, and only tests change it.
+	ScheduleTimescale schedule.Timescale
 }
 
 // Server is the HTTP handler of the API.
@@ -75,6 +84,9 @@ type Server struct {
 	cfg     Config
 	logger  *slog.Logger
 	metrics http.Handler
+
+	// streams ends the job event streams when the server shuts down.
+	streams streamStop
 }
 
 // NewServer returns a Server. It panics when Store or Token is missing,
@@ -135,6 +147,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.routeMessages(w, r, strings.TrimSuffix(rest, "/"))
 	case resource == "v2/dlq":
 		s.routeDLQ(w, r, strings.TrimSuffix(rest, "/"))
+	case resource == "v1" && (rest == "jobs" || strings.HasPrefix(rest, "jobs/")):
+		s.routeJobs(w, r, strings.Trim(strings.TrimPrefix(rest, "jobs"), "/"))
+	case resource == "v2/enqueue":
+		s.only(w, r, http.MethodPost, s.handleEnqueue)
+	case resource == "v2/batch" && strings.TrimSuffix(rest, "/") == "":
+		s.only(w, r, http.MethodPost, s.handleBatch)
+	case resource == "v2/queues":
+		s.routeQueues(w, r, strings.TrimSuffix(rest, "/"))
+	case resource == "v2/topics":
+		s.routeTopics(w, r, strings.TrimSuffix(rest, "/"))
+	case resource == "v2/flowcontrol":
+		s.routeFlowControl(w, r, strings.TrimSuffix(rest, "/"))
+	case resource == "v2/globalparallelism" && strings.TrimSuffix(rest, "/") == "":
+		s.only(w, r, http.MethodGet, s.handleGlobalParallelism)
+	case resource == "v2/schedules":
+		s.routeSchedules(w, r, rest)
 	case (resource == "v2/events" || resource == "v2/logs") && strings.TrimSuffix(rest, "/") == "":
 		key := strings.TrimPrefix(resource, "v2/")
 		s.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.handleEvents(w, r, key) })
@@ -322,13 +350,14 @@ type errorResponse struct {
 
 // statusOf maps application error codes to HTTP statuses.
 var statusOf = map[string]int{
-	ferry.ECONFLICT:     http.StatusConflict,
-	ferry.EINTERNAL:     http.StatusInternalServerError,
-	ferry.EINVALID:      http.StatusBadRequest,
-	ferry.ENOTFOUND:     http.StatusNotFound,
-	ferry.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	ferry.EUNAUTHORIZED: http.StatusUnauthorized,
-	ferry.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	ferry.ECONFLICT:      http.StatusConflict,
+	ferry.EINTERNAL:      http.StatusInternalServerError,
+	ferry.EINVALID:       http.StatusBadRequest,
+	ferry.ENOTFOUND:      http.StatusNotFound,
+	ferry.ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	ferry.EUNAUTHORIZED:  http.StatusUnauthorized,
+	ferry.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	ferry.EUNPROCESSABLE: http.StatusUnprocessableEntity,
 }
 
 // writeError answers with err's status and client-visible message, and

@@ -47,6 +47,10 @@ func TestQStashSDK(t *testing.T) {
 		runAgainstFerry(t, ctx, dir, "keys.test.mjs")
 	})
 
+	t.Run("queues, URL groups, batch and flow control", func(t *testing.T) {
+		runAgainstFerry(t, ctx, dir, "queues.test.mjs")
+	})
+
 	t.Run("dev mode", func(t *testing.T) {
 		port := startDev(t, ctx)
 		runNode(t, ctx, dir, "dev.test.mjs", map[string]string{

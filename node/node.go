@@ -21,7 +21,10 @@ import (
 
 	"github.com/ferryhq/ferry/dispatch"
 	"github.com/ferryhq/ferry/httpapi"
+	"github.com/ferryhq/ferry/jobs"
+	"github.com/ferryhq/ferry/leader"
 	"github.com/ferryhq/ferry/maintenance"
+	"github.com/ferryhq/ferry/schedule"
 	"github.com/ferryhq/ferry/signature"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/postgres"
@@ -73,6 +76,19 @@ type Config struct {
 	// Backoff replaces the default retry backoff; tests use it to scale time.
 	Backoff func(n int) time.Duration
 
+	// ScheduleTick is the real duration of one cron minute, so "* * * * *"
+	// fires every ScheduleTick. Zero means one minute. Only tests set it, and
+	// it must divide one minute evenly.
+	ScheduleTick time.Duration
+
+	// LeaseMargin is added to an attempt's timeout to form its lease. Zero
+	// means dispatch.LeaseMarginDefault.
+	LeaseMargin time.Duration
+
+	// Postgres sets the connection pool of a PostgreSQL database. Its
+	// Logger defaults to Logger.
+	Postgres postgres.Options
+
 	// ShutdownGrace bounds how long a stop waits for deliveries in flight.
 	ShutdownGrace time.Duration
 
@@ -104,9 +120,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = ShutdownGraceDefault
 	}
+	timescale := schedule.Timescale{Origin: time.Now().Truncate(time.Minute), MinuteLength: cfg.ScheduleTick}
+	if err := timescale.Validate(); err != nil {
+		return err
+	}
 
 	// Open the store and load the signing keys.
-	st, err := openStore(ctx, cfg.DB)
+	if cfg.Postgres.Logger == nil {
+		cfg.Postgres.Logger = logger
+	}
+	st, err := openStore(ctx, cfg.DB, cfg.Postgres)
 	if err != nil {
 		return err
 	}
@@ -129,8 +152,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Owner:          cfg.NodeID,
 		Concurrency:    cfg.Concurrency,
 		DefaultTimeout: cfg.DefaultTimeout,
+		LeaseMargin:    cfg.LeaseMargin,
 		Retry:          dispatch.RetryPolicy{Backoff: cfg.Backoff},
 		Metrics:        dispatch.NewMetrics(reg),
+		Jobs:           jobs.NewRunner(st, logger),
 		Logger:         logger,
 	})
 	if err != nil {
@@ -146,6 +171,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Gatherer:     reg,
 		Metrics:      httpapi.NewMetrics(reg),
 		Logger:       logger,
+		MaxInFlight:  disp.Concurrency(),
+
+		ScheduleTimescale: timescale,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -158,6 +186,7 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(api.CloseStreams)
 
 	// Run the API and the dispatcher until ctx ends.
 	dispCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
@@ -175,10 +204,38 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Services that must run on one node at a time. Each is started when
 	// this node gains leadership and its context ends when it loses it.
+	scheduler := schedule.New(schedule.Config{
+		Store:     st,
+		Notify:    disp.Notify,
+		Timescale: timescale,
+		Logger:    logger,
+	})
+	jobSweeper := jobs.NewSweeper(jobs.SweeperConfig{Store: st, Logger: logger})
 	leaderServices := []func(ctx context.Context){
 		cleaner.Run,
+		scheduler.Run,
+		jobSweeper.Run,
 	}
-	go runLeaderServices(dispCtx, leaderServices)
+	elector := leader.New(leader.Config{
+		Lock:    leaderLock(st),
+		NodeID:  cfg.NodeID,
+		Metrics: leader.NewMetrics(reg),
+		Logger:  logger,
+	})
+	electorDone := make(chan struct{})
+	go func() {
+		defer close(electorDone)
+		elector.Run(dispCtx, leaderServices)
+	}()
+
+	// Other nodes' writes wake this node's dispatcher.
+	listenDone := make(chan struct{})
+	go func() {
+		defer close(listenDone)
+		if waker, ok := st.(store.Waker); ok {
+			waker.Listen(dispCtx, disp.Notify)
+		}
+	}()
 	go refreshKeys(dispCtx, st, &currentKey, logger)
 
 	serveDone := make(chan error, 1)
@@ -212,20 +269,24 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-shutdownCtx.Done():
 		logger.Warn("deliveries still in flight at the end of the shutdown grace; they are delivered again after restart")
 	}
+	select {
+	case <-electorDone:
+	case <-shutdownCtx.Done():
+		logger.Warn("leader-only services still running at the end of the shutdown grace")
+	}
+	<-listenDone
 	logger.Info("ferry stopped")
 	return runErr
 }
 
-// runLeaderServices runs services while this node is the leader.
-//
-// NOTE: every node is the leader today. A second node on one PostgreSQL
-// database therefore also runs these services; they are safe to run twice
-// (the cleaner's deletes are idempotent) but do double work.
-func runLeaderServices(ctx context.Context, services []func(ctx context.Context)) {
-	for _, run := range services {
-		go run(ctx)
+// leaderLock returns the leader lock of st: an advisory lock on
+// PostgreSQL, and nil on SQLite, whose database belongs to one process, so
+// that node is always the leader.
+func leaderLock(st store.Store) leader.Lock {
+	if pg, ok := st.(*postgres.DB); ok {
+		return &leader.PostgresLock{Connect: pg.Connect}
 	}
-	<-ctx.Done()
+	return nil
 }
 
 // redactDSN hides the password of a database URL, so logs never carry it.
@@ -267,13 +328,13 @@ func refreshKeys(ctx context.Context, st store.Store, current *atomic.Pointer[st
 // openStore opens the store that dsn names: PostgreSQL for a postgres:// or
 // postgresql:// URL, and otherwise the SQLite file at dsn, with an optional
 // sqlite:// prefix.
-func openStore(ctx context.Context, dsn string) (store.Store, error) {
+func openStore(ctx context.Context, dsn string, pgOptions postgres.Options) (store.Store, error) {
 	if dsn == "" {
 		return nil, errors.New("missing database: set --db to a SQLite file path such as ferry.db " +
 			"or a PostgreSQL URL such as postgres://user@host:5432/ferry")
 	}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		return postgres.Open(ctx, dsn)
+		return postgres.Open(ctx, dsn, pgOptions)
 	}
 	return sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite://"))
 }

@@ -107,10 +107,7 @@ func (w *Where) AddMessageFilter(f *MessageFilter, prefix, timeColumn string) {
 	w.In(prefix+"queue_name", f.QueueNames)
 	w.In(prefix+"schedule_id", f.ScheduleIDs)
 	w.In(prefix+"caller_ip", f.CallerIPs)
-	if len(f.FlowControlKeys) > 0 {
-		// Flow control is not stored yet, so no message has a key.
-		w.Add("1 = 0")
-	}
+	w.In(prefix+"flow_control_key", f.FlowControlKeys)
 	if len(f.Labels) > 0 {
 		start := len(w.Args)
 		markers := make([]string, len(f.Labels))

@@ -22,6 +22,13 @@ var ErrNotFound = errors.New("store: not found")
 // keys. Every method is safe for concurrent use. Times are stored as Unix
 // milliseconds in UTC, so sub-millisecond precision is dropped.
 type Store interface {
+	// JobStore persists jobs; see store/job.go.
+	JobStore
+
+	// QueueStore persists queues, URL groups and flow-control keys; see
+	// store/queue.go.
+	QueueStore
+
 	// MessageInsert stores a new message and its CREATED event in one
 	// transaction. When DeduplicationID is set and an unexpired message with
 	// the same id exists, nothing is stored and the result names the first
@@ -118,8 +125,45 @@ type Store interface {
 	// SigningKeysGet returns the stored keys, or ErrNotFound.
 	SigningKeysGet(ctx context.Context) (SigningKeys, error)
 
+	// ScheduleUpsert stores s, replacing every field of an existing
+	// schedule with the same id, including its paused state and history.
+	ScheduleUpsert(ctx context.Context, s *ferry.Schedule) error
+
+	// ScheduleGet returns a schedule by id, or ErrNotFound.
+	ScheduleGet(ctx context.Context, id string) (*ferry.Schedule, error)
+
+	// ScheduleList returns every schedule, oldest first.
+	ScheduleList(ctx context.Context) ([]*ferry.Schedule, error)
+
+	// ScheduleDelete deletes a schedule and reports whether it existed.
+	ScheduleDelete(ctx context.Context, id string) (bool, error)
+
+	// ScheduleSetPaused pauses or resumes a schedule and returns
+	// ErrNotFound when it does not exist. Setting the state it already has
+	// changes nothing.
+	ScheduleSetPaused(ctx context.Context, params *ScheduleSetPausedParams) error
+
+	// ScheduleFireDue fires up to Limit schedules that are not paused and
+	// whose next fire time is at or before Now. See ScheduleFireParams.
+	ScheduleFireDue(ctx context.Context, params *ScheduleFireParams) ([]*ferry.Message, error)
+
+	// ScheduleNextFireAt returns the earliest next fire time of the
+	// schedules that are not paused, and false when there is none.
+	ScheduleNextFireAt(ctx context.Context) (time.Time, bool, error)
+
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Waker is implemented by stores that several nodes share, so a message
+// stored on one node wakes the idle dispatchers of the others. A store used
+// by one process needs none: its writers wake their own dispatcher.
+type Waker interface {
+	// Listen calls wake each time another writer stored a message that is
+	// due now or soon, and once after each reconnect, because notices sent
+	// while the connection was down are lost. It blocks until ctx ends,
+	// reconnecting after a lost connection, and then returns nil.
+	Listen(ctx context.Context, wake func()) error
 }
 
 // SigningKeys is the pair of keys that sign deliveries. Current signs,

@@ -9,6 +9,7 @@ package wire
 import (
 	"encoding/base64"
 	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ferryhq/ferry"
@@ -51,6 +52,13 @@ type Message struct {
 	CallerIP              string      `json:"callerIP,omitempty"`
 	Label                 string      `json:"label,omitempty"`
 	Labels                []string    `json:"labels,omitempty"`
+
+	// FlowControlKey is the message's Upstash-Flow-Control-Key, with the
+	// limits its Upstash-Flow-Control-Value set; Period is in seconds.
+	FlowControlKey string `json:"flowControlKey,omitempty"`
+	Parallelism    int    `json:"parallelism,omitempty"`
+	Rate           int    `json:"rate,omitempty"`
+	Period         int64  `json:"period,omitempty"`
 }
 
 // DLQMessage is a dead-letter entry: the message plus its last response.
@@ -122,6 +130,10 @@ type Event struct {
 	CallerIP               string      `json:"callerIP,omitempty"`
 	Label                  string      `json:"label,omitempty"`
 	Labels                 []string    `json:"labels,omitempty"`
+	FlowControlKey         string      `json:"flowControlKey,omitempty"`
+	Parallelism            int         `json:"parallelism,omitempty"`
+	Rate                   int         `json:"rate,omitempty"`
+	Period                 int64       `json:"period,omitempty"`
 
 	// Retried is a Ferry extension: the message's retry count at the event.
 	Retried int `json:"retried"`
@@ -192,6 +204,10 @@ func NewMessage(m *ferry.Message) Message {
 		ScheduleID:            m.ScheduleID,
 		CallerIP:              m.CallerIP,
 		Labels:                m.Labels,
+		FlowControlKey:        m.FlowControlKey,
+		Parallelism:           m.FlowControlParallelism,
+		Rate:                  m.FlowControlRate,
+		Period:                int64(m.FlowControlPeriod / time.Second),
 	}
 	w.Body, w.BodyBase64 = SplitBody(m.Body)
 	if len(m.Labels) > 0 {
@@ -256,6 +272,10 @@ func NewEvent(e *ferry.Event) Event {
 		if len(m.Labels) > 0 {
 			w.Label = m.Labels[0]
 		}
+		w.FlowControlKey = m.FlowControlKey
+		w.Parallelism = m.FlowControlParallelism
+		w.Rate = m.FlowControlRate
+		w.Period = int64(m.FlowControlPeriod / time.Second)
 	}
 	return w
 }

@@ -34,6 +34,9 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
 	if err := bindEnv(cmd); err != nil {
 		return nil, err
 	}
+	if !strings.HasPrefix(f.url, "http://") && !strings.HasPrefix(f.url, "https://") {
+		return nil, fmt.Errorf("invalid --url %q: use the server's base URL with its scheme, such as http://127.0.0.1:8080", f.url)
+	}
 	if f.token == "" {
 		return nil, fmt.Errorf("missing token: set --token or FERRY_TOKEN to the server's API token")
 	}

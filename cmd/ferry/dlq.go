@@ -79,7 +79,7 @@ func newDLQListCommand() *cobra.Command {
 			}
 			return flags.print(cmd.OutOrStdout(), entries, func(w io.Writer) {
 				t := table(w)
-				fmt.Fprintln(t, "DLQ ID\tMESSAGE ID\tSTATUS\tURL\tFAILED AT")
+				fmt.Fprintln(t, "DLQ ID\tMESSAGE ID\tSTATUS\tURL\tCREATED AT")
 				for _, e := range entries {
 					fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%s\n", e.DLQID, e.MessageID, e.ResponseStatus, e.URL, formatMillis(e.CreatedAt))
 				}

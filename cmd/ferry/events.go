@@ -41,6 +41,9 @@ per line.`,
 				return followEvents(cmd, c, f, flags.json, interval)
 			}
 
+			if limit < 1 || limit > 1000 {
+				return fmt.Errorf("invalid --limit %d: use a number from 1 to 1000", limit)
+			}
 			page, err := c.Events(cmd.Context(), f, "", limit, "latestFirst")
 			if err != nil {
 				return err

@@ -39,6 +39,10 @@ Start a production server:   ferry serve --token <secret> --db ferry.db`,
 	}
 	root.AddCommand(newDevCommand(), newServeCommand(), newVersionCommand(),
 		newMessagesCommand(), newDLQCommand(), newEventsCommand(), newKeysCommand())
+	root.AddCommand(newSchedulesCommand())
+	root.AddCommand(newBenchCommand())
+	root.AddCommand(newJobsCommand())
+	root.AddCommand(newQueuesCommand(), newTopicsCommand(), newFlowCommand())
 	return root
 }
 

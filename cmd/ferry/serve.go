@@ -15,6 +15,8 @@ import (
 	"github.com/ferryhq/ferry/httpapi"
 	"github.com/ferryhq/ferry/maintenance"
 	"github.com/ferryhq/ferry/node"
+	"github.com/ferryhq/ferry/schedule"
+	"github.com/ferryhq/ferry/store/postgres"
 )
 
 // serverFlags are the settings shared by serve and dev.
@@ -28,10 +30,14 @@ type serverFlags struct {
 	logLevel       string
 	logFormat      string
 	backoffScale   float64
+	scheduleTick   time.Duration
 
 	messageRetention time.Duration
 	eventRetention   time.Duration
 	dlqRetention     time.Duration
+
+	leaseMargin time.Duration
+	pg          postgres.Options
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, dbDefault, dbHelp string) {
@@ -49,6 +55,24 @@ func (f *serverFlags) register(cmd *cobra.Command, dbDefault, dbHelp string) {
 	fs.DurationVar(&f.dlqRetention, "dlq-retention", maintenance.DLQRetentionDefault, "how long dead-letter entries are kept")
 	fs.Float64Var(&f.backoffScale, "backoff-scale", 1, "multiplies the default retry backoff (for tests)")
 	fs.MarkHidden("backoff-scale")
+	fs.DurationVar(&f.scheduleTick, "schedule-tick", 0, `real duration of one cron minute, so "* * * * *" fires once per tick (for tests; default 1m)`)
+	fs.MarkHidden("schedule-tick")
+	fs.DurationVar(&f.leaseMargin, "lease-margin", dispatch.LeaseMarginDefault,
+		"time added to an attempt's timeout to form its lease; after a crash, other nodes deliver the node's in-flight messages again once their leases expire")
+
+	// Zero values of the pool flags leave the DSN's pool_* parameters, or
+	// the store's defaults, in force.
+	fs.Int32Var(&f.pg.MaxConns, "pg-max-conns", 0, fmt.Sprintf("PostgreSQL: maximum connections of the pool "+
+		"(default: pool_max_conns of the --db URL, else %d); each node opens 2 more, for the notification listener and the leader lock",
+		postgres.MaxConnsDefault))
+	fs.Int32Var(&f.pg.MinConns, "pg-min-conns", 0, fmt.Sprintf("PostgreSQL: connections the pool keeps open while idle "+
+		"(default: pool_min_conns of the --db URL, else %d)", postgres.MinConnsDefault))
+	fs.DurationVar(&f.pg.MaxConnLifetime, "pg-max-conn-lifetime", 0, fmt.Sprintf("PostgreSQL: age after which a pool connection is replaced "+
+		"(default: pool_max_conn_lifetime of the --db URL, else %v)", postgres.MaxConnLifetimeDefault))
+	fs.DurationVar(&f.pg.MaxConnIdleTime, "pg-max-conn-idle-time", 0, fmt.Sprintf("PostgreSQL: how long a pool connection may stay unused before it is closed "+
+		"(default: pool_max_conn_idle_time of the --db URL, else %v)", postgres.MaxConnIdleTimeDefault))
+	fs.DurationVar(&f.pg.HealthCheckPeriod, "pg-health-check-period", 0, fmt.Sprintf("PostgreSQL: interval of the pool's checks of idle connections "+
+		"(default: pool_health_check_period of the --db URL, else %v)", postgres.HealthCheckPeriodDefault))
 }
 
 // logger returns the logger the flags describe, writing to w.
@@ -72,6 +96,27 @@ func (f *serverFlags) nodeConfig(logger *slog.Logger) (node.Config, error) {
 	if f.backoffScale <= 0 || math.IsInf(f.backoffScale, 0) || math.IsNaN(f.backoffScale) {
 		return node.Config{}, fmt.Errorf("invalid --backoff-scale %v: use a positive number", f.backoffScale)
 	}
+	if f.leaseMargin <= 0 {
+		return node.Config{}, fmt.Errorf("invalid --lease-margin %v: use a positive duration such as 1m", f.leaseMargin)
+	}
+	if f.pg.MaxConns < 0 {
+		return node.Config{}, fmt.Errorf("invalid --pg-max-conns %d: use a positive number", f.pg.MaxConns)
+	}
+	if f.pg.MinConns < 0 {
+		return node.Config{}, fmt.Errorf("invalid --pg-min-conns %d: use zero or a positive number", f.pg.MinConns)
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{
+		{"--pg-max-conn-lifetime", f.pg.MaxConnLifetime},
+		{"--pg-max-conn-idle-time", f.pg.MaxConnIdleTime},
+		{"--pg-health-check-period", f.pg.HealthCheckPeriod},
+	} {
+		if d.value < 0 {
+			return node.Config{}, fmt.Errorf("invalid %s %v: use a positive duration such as 1m", d.flag, d.value)
+		}
+	}
 	cfg := node.Config{
 		DB:             f.db,
 		NodeID:         f.nodeID,
@@ -84,6 +129,15 @@ func (f *serverFlags) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		MessageRetention: f.messageRetention,
 		EventRetention:   f.eventRetention,
 		DLQRetention:     f.dlqRetention,
+
+		LeaseMargin: f.leaseMargin,
+		Postgres:    f.pg,
+	}
+	if f.scheduleTick != 0 {
+		if err := (schedule.Timescale{MinuteLength: f.scheduleTick}).Validate(); err != nil {
+			return node.Config{}, fmt.Errorf("invalid --schedule-tick %v: use a positive duration that divides 1m, such as 1s", f.scheduleTick)
+		}
+		cfg.ScheduleTick = f.scheduleTick
 	}
 	if f.backoffScale != 1 {
 		scale := f.backoffScale

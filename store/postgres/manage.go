@@ -80,7 +80,10 @@ func (db *DB) MessageCancel(ctx context.Context, params *store.MessageCancelPara
 
 	var n int
 	err := db.inTx(ctx, "cancel messages", func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, query, args...).Scan(&n)
+		if err := tx.QueryRow(ctx, query, args...).Scan(&n); err != nil || n == 0 {
+			return err
+		}
+		return wakeAllGroups(ctx, tx)
 	})
 	if err != nil {
 		return 0, err
@@ -165,6 +168,7 @@ func (db *DB) DLQRetry(ctx context.Context, params *store.DLQRetryParams) (*ferr
 	case err != nil:
 		return nil, err
 	}
+	db.wakeIfDue(params.Now, created.NotBefore)
 	return created, nil
 }
 

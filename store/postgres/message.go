@@ -16,7 +16,8 @@ import (
 const messageColumns = `id, state, url, method, header, body, max_retries, retried, attempts,
 	retry_delay_expr, timeout_ms, not_before, due_at, lease_owner, created_at, labels, dedup_id, caller_ip,
 	callback, failure_callback, callback_header, failure_callback_header, topic_name, endpoint_name,
-	queue_name, schedule_id, callback_of`
+	queue_name, schedule_id, callback_of, job_id, job_run, flow_control_key, flow_control_parallelism,
+	flow_control_rate, flow_control_period_ms`
 
 // MessageInsert implements store.Store.
 func (db *DB) MessageInsert(ctx context.Context, params *store.MessageInsertParams) (*store.MessageInsertResult, error) {
@@ -25,28 +26,38 @@ func (db *DB) MessageInsert(ctx context.Context, params *store.MessageInsertPara
 	var result store.MessageInsertResult
 
 	err := db.inTx(ctx, "insert message "+m.ID, func(tx pgx.Tx) error {
-		if m.DeduplicationID != "" {
-			firstID, err := reserveDeduplicationID(ctx, tx, m.DeduplicationID, m.ID, now,
-				now+params.DeduplicationWindow.Milliseconds())
-			if err != nil {
-				return err
-			}
-			if firstID != m.ID {
-				result = store.MessageInsertResult{MessageID: firstID, Deduplicated: true}
-				return nil
-			}
-		}
-
-		if err := insertMessages(ctx, tx, params.Now, m); err != nil {
-			return err
-		}
-		result = store.MessageInsertResult{MessageID: m.ID}
-		return nil
+		var err error
+		result, err = insertDeduplicated(ctx, tx, params, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	if !result.Deduplicated {
+		db.wakeIfDue(params.Now, m.NotBefore)
+	}
 	return &result, nil
+}
+
+// insertDeduplicated stores params.Message unless its deduplication id is
+// live, in which case it returns the first message.
+func insertDeduplicated(ctx context.Context, tx pgx.Tx, params *store.MessageInsertParams, now int64) (store.MessageInsertResult, error) {
+	m := params.Message
+	if m.DeduplicationID != "" {
+		firstID, err := reserveDeduplicationID(ctx, tx, m.DeduplicationID, m.ID, now,
+			now+params.DeduplicationWindow.Milliseconds())
+		if err != nil {
+			return store.MessageInsertResult{}, err
+		}
+		if firstID != m.ID {
+			return store.MessageInsertResult{MessageID: firstID, Deduplicated: true}, nil
+		}
+	}
+
+	if err := insertMessages(ctx, tx, params.Now, m); err != nil {
+		return store.MessageInsertResult{}, err
+	}
+	return store.MessageInsertResult{MessageID: m.ID}, nil
 }
 
 // insertMessages stores each message in state CREATED with its CREATED
@@ -56,13 +67,14 @@ func insertMessages(ctx context.Context, tx pgx.Tx, now time.Time, msgs ...*ferr
 		host, path := store.URLParts(m.URL)
 		_, err := tx.Exec(ctx, `INSERT INTO messages (`+messageColumns+`, updated_at, url_host, url_path)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-				$21, $22, $23, $24, $25, $26, $27, $28, $29, $30)`,
+				$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)`,
 			m.ID, string(ferry.MessageStateCreated), m.URL, m.Method, store.MarshalHeader(m.Header), nonNil(m.Body),
 			m.MaxRetries, 0, 0, m.RetryDelayExpr, m.Timeout.Milliseconds(), store.Millis(m.NotBefore),
 			store.Millis(m.NotBefore), "", store.Millis(now), store.MarshalStrings(m.Labels), m.DeduplicationID,
 			m.CallerIP, m.Callback, m.FailureCallback, store.MarshalHeader(m.CallbackHeader),
 			store.MarshalHeader(m.FailureCallbackHeader), m.TopicName, m.EndpointName, m.QueueName, m.ScheduleID,
-			m.CallbackOf, store.Millis(now), host, path)
+			m.CallbackOf, m.JobID, m.JobRun, m.FlowControlKey, m.FlowControlParallelism, m.FlowControlRate,
+			m.FlowControlPeriod.Milliseconds(), store.Millis(now), host, path)
 		if errorCode(err) == codeUniqueViolation {
 			return fmt.Errorf("insert message %s: id already exists: %w", m.ID, err)
 		} else if err != nil {
@@ -71,6 +83,9 @@ func insertMessages(ctx context.Context, tx pgx.Tx, now time.Time, msgs ...*ferr
 
 		if err := insertEvents(ctx, tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateCreated,
 			Time: now, URL: m.URL, NextDeliveryTime: m.NotBefore}); err != nil {
+			return err
+		}
+		if err := ensureGroups(ctx, tx, m, now); err != nil {
 			return err
 		}
 	}
@@ -107,74 +122,6 @@ func reserveDeduplicationID(ctx context.Context, tx pgx.Tx, dedupID, messageID s
 	return reserved, nil
 }
 
-// MessageClaim implements store.Store.
-//
-// One statement locks the due rows, leases them and records their ACTIVE
-// events. FOR UPDATE SKIP LOCKED passes over rows that a concurrent claim
-// or transition holds, so concurrent claimers get disjoint messages.
-func (db *DB) MessageClaim(ctx context.Context, params *store.MessageClaimParams) ([]*ferry.Message, error) {
-	if params.Limit <= 0 {
-		return nil, nil
-	}
-	now := store.Millis(params.Now)
-
-	var claimed []*ferry.Message
-	err := db.inTx(ctx, "claim messages", func(tx pgx.Tx) error {
-		claimed = claimed[:0]
-		rows, err := tx.Query(ctx, `WITH due AS (
-				SELECT id, due_at FROM messages
-				WHERE state IN ('CREATED', 'RETRY', 'ACTIVE') AND due_at <= $2
-				ORDER BY due_at, id
-				LIMIT $5
-				FOR UPDATE SKIP LOCKED
-			), leased AS (
-				UPDATE messages m
-				SET state = 'ACTIVE', attempts = m.attempts + 1, lease_owner = $1, updated_at = $2,
-					due_at = $2 + (CASE WHEN m.timeout_ms > 0 THEN m.timeout_ms ELSE $3 END) + $4
-				FROM due
-				WHERE m.id = due.id
-				RETURNING due.due_at AS previous_due_at, `+prefixed("m.", messageColumns)+`
-			), recorded AS (
-				INSERT INTO events (message_id, state, time, url, retried)
-				SELECT id, 'ACTIVE', $2, url, retried FROM leased
-				ORDER BY previous_due_at, id
-			)
-			SELECT `+messageColumns+` FROM leased ORDER BY previous_due_at, id`,
-			params.Owner, now, params.DefaultTimeout.Milliseconds(), params.LeaseMargin.Milliseconds(), params.Limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-
-		for rows.Next() {
-			m, err := scanMessage(rows)
-			if err != nil {
-				return err
-			}
-			claimed = append(claimed, m)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	return claimed, nil
-}
-
-// MessageNextDueAt implements store.Store.
-func (db *DB) MessageNextDueAt(ctx context.Context) (time.Time, bool, error) {
-	var due *int64
-	err := db.pool.QueryRow(ctx, `SELECT MIN(due_at) FROM messages
-		WHERE state IN ('CREATED', 'RETRY', 'ACTIVE')`).Scan(&due)
-	if err != nil {
-		return time.Time{}, false, wrapError("next due time", err)
-	}
-	if due == nil {
-		return time.Time{}, false, nil
-	}
-	return store.FromMillis(*due), true, nil
-}
-
 // MessageMarkDelivered implements store.Store.
 func (db *DB) MessageMarkDelivered(ctx context.Context, params *store.MessageMarkDeliveredParams) (bool, error) {
 	var applied bool
@@ -191,6 +138,9 @@ func (db *DB) MessageMarkDelivered(ctx context.Context, params *store.MessageMar
 		}
 		return insertMessages(ctx, tx, params.Now, params.Callbacks...)
 	})
+	if applied && err == nil {
+		db.wakeIfDue(params.Now, notBefores(params.Callbacks)...)
+	}
 	return applied, err
 }
 
@@ -218,6 +168,9 @@ func (db *DB) MessageMarkRetry(ctx context.Context, params *store.MessageMarkRet
 		}
 		return insertMessages(ctx, tx, params.Now, params.Callbacks...)
 	})
+	if applied && err == nil {
+		db.wakeIfDue(params.Now, append(notBefores(params.Callbacks), params.NextAt)...)
+	}
 	return applied, err
 }
 
@@ -253,7 +206,17 @@ func (db *DB) MessageMarkFailed(ctx context.Context, params *store.MessageMarkFa
 	if err != nil || !applied {
 		return "", applied, err
 	}
+	db.wakeIfDue(params.Now, notBefores(params.Callbacks)...)
 	return params.DLQID, true, nil
+}
+
+// notBefores returns the delivery times of msgs.
+func notBefores(msgs []*ferry.Message) []time.Time {
+	times := make([]time.Time, len(msgs))
+	for i, m := range msgs {
+		times[i] = m.NotBefore
+	}
+	return times
 }
 
 // finishAttempt applies set to the message when it is ACTIVE with the given
@@ -273,6 +236,9 @@ func finishAttempt(ctx context.Context, tx pgx.Tx, id string, attempts int, now 
 	} else if err != nil {
 		return nil, fmt.Errorf("update message %s: %w", id, err)
 	}
+	if err := wakeGroups(ctx, tx, m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -282,6 +248,9 @@ func (db *DB) MessageReleaseLeases(ctx context.Context, owner string, now time.T
 		WHERE state = 'ACTIVE' AND lease_owner = $2`, store.Millis(now), owner)
 	if err != nil {
 		return 0, wrapError("release leases of "+owner, err)
+	}
+	if tag.RowsAffected() > 0 {
+		db.wakeIfDue(now, now)
 	}
 	return int(tag.RowsAffected()), nil
 }
@@ -313,6 +282,7 @@ type messageScan struct {
 	callbackHeader, failureCallbackHeader string
 	timeoutMS, notBefore, createdAt       int64
 	dueAt                                 *int64
+	flowControlPeriodMS                   int64
 }
 
 func (s *messageScan) dest() []any {
@@ -320,7 +290,8 @@ func (s *messageScan) dest() []any {
 	return []any{&m.ID, &s.state, &m.URL, &m.Method, &s.header, &m.Body, &m.MaxRetries, &m.Retried, &m.Attempts,
 		&m.RetryDelayExpr, &s.timeoutMS, &s.notBefore, &s.dueAt, &m.LeaseOwner, &s.createdAt, &s.labels,
 		&m.DeduplicationID, &m.CallerIP, &m.Callback, &m.FailureCallback, &s.callbackHeader, &s.failureCallbackHeader,
-		&m.TopicName, &m.EndpointName, &m.QueueName, &m.ScheduleID, &m.CallbackOf}
+		&m.TopicName, &m.EndpointName, &m.QueueName, &m.ScheduleID, &m.CallbackOf, &m.JobID, &m.JobRun,
+		&m.FlowControlKey, &m.FlowControlParallelism, &m.FlowControlRate, &s.flowControlPeriodMS}
 }
 
 func (s *messageScan) message() (*ferry.Message, error) {
@@ -340,6 +311,7 @@ func (s *messageScan) message() (*ferry.Message, error) {
 		return nil, err
 	}
 	m.Timeout = time.Duration(s.timeoutMS) * time.Millisecond
+	m.FlowControlPeriod = time.Duration(s.flowControlPeriodMS) * time.Millisecond
 	m.NotBefore = store.FromMillis(s.notBefore)
 	m.CreatedAt = store.FromMillis(s.createdAt)
 	if s.dueAt != nil {

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -75,14 +76,30 @@ type Options struct {
 	// HealthCheckPeriod is the interval of the pool's checks of idle
 	// connections. Default HealthCheckPeriodDefault.
 	HealthCheckPeriod time.Duration
+
+	// Logger receives the outages and recoveries of the notification
+	// listener and failed notifications. Defaults to a discarding logger.
+	Logger *slog.Logger
 }
 
 // DB is a PostgreSQL-backed store.Store.
 type DB struct {
-	pool *pgxpool.Pool
+	pool       *pgxpool.Pool
+	connConfig *pgx.ConnConfig
+	logger     *slog.Logger
+
+	// schema is the schema that holds the tables. It is the payload of
+	// the store's notifications, so stores in other schemas of the same
+	// database ignore them.
+	schema string
+
+	notifier notifier
 }
 
-var _ store.Store = (*DB)(nil)
+var (
+	_ store.Store = (*DB)(nil)
+	_ store.Waker = (*DB)(nil)
+)
 
 // Open connects to the database that dsn names, a postgres:// URL or a
 // keyword/value string as libpq accepts, and applies pending migrations.
@@ -112,12 +129,28 @@ func Open(ctx context.Context, dsn string, opts ...Options) (*DB, error) {
 		return nil, wrapError(fmt.Sprintf("connect to %s:%d", config.ConnConfig.Host, config.ConnConfig.Port), err)
 	}
 
-	db := &DB{pool: pool}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db := &DB{pool: pool, connConfig: config.ConnConfig, logger: logger.With("component", "postgres")}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	db.notifier.start(db)
 	return db, nil
+}
+
+// Connect opens a connection outside the pool, with the settings of the
+// pool's connections, for a session that must outlive a transaction, such
+// as a session-level advisory lock. The caller closes it.
+func (db *DB) Connect(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, db.connConfig.Copy())
+	if err != nil {
+		return nil, wrapError(fmt.Sprintf("connect to %s:%d", db.connConfig.Host, db.connConfig.Port), err)
+	}
+	return conn, nil
 }
 
 // poolConfig parses dsn and applies o over the pool defaults.
@@ -166,9 +199,10 @@ func pick[T int32 | time.Duration](option, fromDSN T, dsnSets bool, def T) T {
 	}
 }
 
-// Close closes every connection of the pool. It waits for connections in
-// use to be returned.
+// Close stops the notifier and closes every connection of the pool. It
+// waits for connections in use to be returned.
 func (db *DB) Close() error {
+	db.notifier.stop()
 	db.pool.Close()
 	return nil
 }
@@ -189,6 +223,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		return errors.New("postgres: no schema of the search_path exists; create the schema " +
 			"(CREATE SCHEMA name) or set search_path in the DSN to an existing one")
 	}
+	db.schema = *schema
 
 	names, err := fs.Glob(migrationFS, "migration/*.sql")
 	if err != nil {

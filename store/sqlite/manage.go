@@ -77,6 +77,9 @@ func (db *DB) MessageCancel(ctx context.Context, params *store.MessageCancelPara
 			}
 			n++
 		}
+		if n > 0 {
+			return wakeAllGroups(tx)
+		}
 		return nil
 	})
 	return n, err

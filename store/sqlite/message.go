@@ -15,59 +15,70 @@ import (
 const messageColumns = `id, state, url, method, header, body, max_retries, retried, attempts,
 	retry_delay_expr, timeout_ms, not_before, due_at, lease_owner, created_at, labels, dedup_id, caller_ip,
 	callback, failure_callback, callback_header, failure_callback_header, topic_name, endpoint_name,
-	queue_name, schedule_id, callback_of`
+	queue_name, schedule_id, callback_of, job_id, job_run, flow_control_key, flow_control_parallelism,
+	flow_control_rate, flow_control_period_ms`
 
 // MessageInsert implements store.Store.
 func (db *DB) MessageInsert(ctx context.Context, params *store.MessageInsertParams) (*store.MessageInsertResult, error) {
-	m := params.Message
-	now := store.Millis(params.Now)
-	var result store.MessageInsertResult
-
+	var result *store.MessageInsertResult
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		// A live deduplication id answers with the first message.
-		if m.DeduplicationID != "" {
-			var firstID string
-			err := tx.QueryRow(`SELECT message_id FROM dedup WHERE id = ? AND expires_at > ?`, m.DeduplicationID, now).Scan(&firstID)
-			if err == nil {
-				result = store.MessageInsertResult{MessageID: firstID, Deduplicated: true}
-				return nil
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("look up deduplication id: %w", err)
-			}
-
-			expires := now + params.DeduplicationWindow.Milliseconds()
-			if _, err := tx.Exec(`INSERT INTO dedup (id, message_id, expires_at) VALUES (?, ?, ?)
-				ON CONFLICT (id) DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at`,
-				m.DeduplicationID, m.ID, expires); err != nil {
-				return fmt.Errorf("store deduplication id: %w", err)
-			}
-		}
-
-		if err := insertMessage(tx, m, params.Now); err != nil {
-			return err
-		}
-		result = store.MessageInsertResult{MessageID: m.ID}
-		return nil
+		var err error
+		result, err = insertDeduplicated(tx, params)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &result, nil
+	return result, nil
+}
+
+// insertDeduplicated stores params.Message unless its deduplication id is
+// live, in which case it returns the first message.
+func insertDeduplicated(tx *sql.Tx, params *store.MessageInsertParams) (*store.MessageInsertResult, error) {
+	m := params.Message
+	now := store.Millis(params.Now)
+
+	// A live deduplication id answers with the first message.
+	if m.DeduplicationID != "" {
+		var firstID string
+		err := tx.QueryRow(`SELECT message_id FROM dedup WHERE id = ? AND expires_at > ?`, m.DeduplicationID, now).Scan(&firstID)
+		if err == nil {
+			return &store.MessageInsertResult{MessageID: firstID, Deduplicated: true}, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("look up deduplication id: %w", err)
+		}
+
+		expires := now + params.DeduplicationWindow.Milliseconds()
+		if _, err := tx.Exec(`INSERT INTO dedup (id, message_id, expires_at) VALUES (?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at`,
+			m.DeduplicationID, m.ID, expires); err != nil {
+			return nil, fmt.Errorf("store deduplication id: %w", err)
+		}
+	}
+
+	if err := insertMessage(tx, m, params.Now); err != nil {
+		return nil, err
+	}
+	return &store.MessageInsertResult{MessageID: m.ID}, nil
 }
 
 // insertMessage stores m in state CREATED with its CREATED event.
 func insertMessage(tx *sql.Tx, m *ferry.Message, now time.Time) error {
 	host, path := store.URLParts(m.URL)
 	_, err := tx.Exec(`INSERT INTO messages (`+messageColumns+`, updated_at, url_host, url_path)
-		VALUES (`+placeholders(30)+`)`,
+		VALUES (`+placeholders(36)+`)`,
 		m.ID, ferry.MessageStateCreated, m.URL, m.Method, store.MarshalHeader(m.Header), nonNil(m.Body),
 		m.MaxRetries, 0, 0, m.RetryDelayExpr, m.Timeout.Milliseconds(), store.Millis(m.NotBefore),
 		store.Millis(m.NotBefore), "", store.Millis(now), store.MarshalStrings(m.Labels), m.DeduplicationID, m.CallerIP,
 		m.Callback, m.FailureCallback, store.MarshalHeader(m.CallbackHeader), store.MarshalHeader(m.FailureCallbackHeader),
-		m.TopicName, m.EndpointName, m.QueueName, m.ScheduleID, m.CallbackOf,
+		m.TopicName, m.EndpointName, m.QueueName, m.ScheduleID, m.CallbackOf, m.JobID, m.JobRun,
+		m.FlowControlKey, m.FlowControlParallelism, m.FlowControlRate, m.FlowControlPeriod.Milliseconds(),
 		store.Millis(now), host, path)
 	if err != nil {
 		return fmt.Errorf("insert message: %w", err)
+	}
+	if err := ensureGroups(tx, m, now); err != nil {
+		return err
 	}
 	return insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateCreated, Time: now,
 		URL: m.URL, NextDeliveryTime: m.NotBefore})
@@ -81,106 +92,6 @@ func insertMessages(tx *sql.Tx, msgs []*ferry.Message, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-// MessageClaim implements store.Store.
-func (db *DB) MessageClaim(ctx context.Context, params *store.MessageClaimParams) ([]*ferry.Message, error) {
-	if params.Limit <= 0 {
-		return nil, nil
-	}
-	var claimed []*ferry.Message
-	now := store.Millis(params.Now)
-
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		claimed = claimed[:0]
-
-		// The due order is read before the update because the update
-		// replaces due_at with the lease expiry, and RETURNING yields rows
-		// in no defined order. The write loop runs one write at a time, so
-		// the rows cannot change between the two statements.
-		ids, err := dueMessageIDs(tx, now, params.Limit)
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		args := []any{params.Owner, now, params.DefaultTimeout.Milliseconds(), params.LeaseMargin.Milliseconds()}
-		for _, id := range ids {
-			args = append(args, id)
-		}
-		rows, err := tx.Query(`UPDATE messages
-			SET state = 'ACTIVE', attempts = attempts + 1, lease_owner = ?1, updated_at = ?2,
-				due_at = ?2 + (CASE WHEN timeout_ms > 0 THEN timeout_ms ELSE ?3 END) + ?4
-			WHERE id IN (`+placeholders(len(ids))+`)
-			RETURNING `+messageColumns, args...)
-		if err != nil {
-			return fmt.Errorf("claim messages: %w", err)
-		}
-		byID := make(map[string]*ferry.Message, len(ids))
-		for rows.Next() {
-			m, err := scanMessage(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			byID[m.ID] = m
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("claim messages: %w", err)
-		}
-
-		for _, id := range ids {
-			m := byID[id]
-			if m == nil {
-				return fmt.Errorf("claim messages: message %s was not updated", id)
-			}
-			claimed = append(claimed, m)
-			if err := insertEvent(tx, &ferry.Event{MessageID: m.ID, State: ferry.MessageStateActive, Time: params.Now,
-				URL: m.URL, Retried: m.Retried}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return claimed, nil
-}
-
-// dueMessageIDs returns up to limit ids of messages due at now, in due
-// order.
-func dueMessageIDs(tx *sql.Tx, now int64, limit int) ([]string, error) {
-	rows, err := tx.Query(`SELECT id FROM messages
-		WHERE state IN ('CREATED', 'RETRY', 'ACTIVE') AND due_at <= ?
-		ORDER BY due_at, id
-		LIMIT ?`, now, limit)
-	if err != nil {
-		return nil, fmt.Errorf("select due messages: %w", err)
-	}
-	defer rows.Close()
-
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("select due messages: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
-}
-
-// MessageNextDueAt implements store.Store.
-func (db *DB) MessageNextDueAt(ctx context.Context) (time.Time, bool, error) {
-	var due sql.NullInt64
-	err := db.reader.QueryRowContext(ctx, `SELECT MIN(due_at) FROM messages
-		WHERE state IN ('CREATED', 'RETRY', 'ACTIVE')`).Scan(&due)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("sqlite: next due time: %w", err)
-	}
-	if !due.Valid {
-		return time.Time{}, false, nil
-	}
-	return store.FromMillis(due.Int64), true, nil
 }
 
 // MessageMarkDelivered implements store.Store.
@@ -281,6 +192,9 @@ func finishAttempt(tx *sql.Tx, id string, attempts int, now time.Time, set strin
 	} else if err != nil {
 		return nil, fmt.Errorf("update message %s: %w", id, err)
 	}
+	if err := wakeGroups(tx, m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -330,6 +244,7 @@ type messageScan struct {
 	callbackHeader, failureCallbackHeader string
 	timeoutMS, notBefore, createdAt       int64
 	dueAt                                 sql.NullInt64
+	flowControlPeriodMS                   int64
 }
 
 func (s *messageScan) dest() []any {
@@ -337,7 +252,8 @@ func (s *messageScan) dest() []any {
 	return []any{&m.ID, &m.State, &m.URL, &m.Method, &s.header, &m.Body, &m.MaxRetries, &m.Retried, &m.Attempts,
 		&m.RetryDelayExpr, &s.timeoutMS, &s.notBefore, &s.dueAt, &m.LeaseOwner, &s.createdAt, &s.labels,
 		&m.DeduplicationID, &m.CallerIP, &m.Callback, &m.FailureCallback, &s.callbackHeader, &s.failureCallbackHeader,
-		&m.TopicName, &m.EndpointName, &m.QueueName, &m.ScheduleID, &m.CallbackOf}
+		&m.TopicName, &m.EndpointName, &m.QueueName, &m.ScheduleID, &m.CallbackOf, &m.JobID, &m.JobRun,
+		&m.FlowControlKey, &m.FlowControlParallelism, &m.FlowControlRate, &s.flowControlPeriodMS}
 }
 
 func (s *messageScan) message() (*ferry.Message, error) {
@@ -356,6 +272,7 @@ func (s *messageScan) message() (*ferry.Message, error) {
 		return nil, err
 	}
 	m.Timeout = time.Duration(s.timeoutMS) * time.Millisecond
+	m.FlowControlPeriod = time.Duration(s.flowControlPeriodMS) * time.Millisecond
 	m.NotBefore = store.FromMillis(s.notBefore)
 	m.CreatedAt = store.FromMillis(s.createdAt)
 	if s.dueAt.Valid {

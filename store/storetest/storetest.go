@@ -53,6 +53,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClaimLease", testClaimLease},
 		{"ClaimConcurrentClaimers", testClaimConcurrentClaimers},
 		{"ClaimExpiredLease", testClaimExpiredLease},
+		{"LateResultAfterTakeover", testLateResultAfterTakeover},
+		{"LateResultRacesCurrent", testLateResultRacesCurrent},
 		{"MarkDelivered", testMarkDelivered},
 		{"MarkRetry", testMarkRetry},
 		{"MarkFailed", testMarkFailed},
@@ -75,7 +77,24 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SigningKeysRotate", testSigningKeysRotate},
 		{"CleanupRetention", testCleanupRetention},
 		{"DedupDeleteExpired", testDedupDeleteExpired},
+		{"ScheduleRoundTrip", testScheduleRoundTrip},
+		{"ScheduleEmptyFields", testScheduleEmptyFields},
+		{"ScheduleGetNotFound", testScheduleGetNotFound},
+		{"ScheduleUpsertReplaces", testScheduleUpsertReplaces},
+		{"ScheduleListOrder", testScheduleListOrder},
+		{"ScheduleDelete", testScheduleDelete},
+		{"SchedulePauseResume", testSchedulePauseResume},
+		{"ScheduleFireDue", testScheduleFireDue},
+		{"ScheduleFireMissedTicksOnce", testScheduleFireMissedTicksOnce},
+		{"ScheduleFireLimit", testScheduleFireLimit},
+		{"ScheduleFireWithoutMessage", testScheduleFireWithoutMessage},
+		{"ScheduleFireConcurrent", testScheduleFireConcurrent},
+		{"ScheduleNextFireAt", testScheduleNextFireAt},
 	}
+
+	tests = append(tests, jobTests...)
+	tests = append(tests, jobFlowTests...)
+	tests = append(tests, queueTests()...)
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
