@@ -51,6 +51,11 @@ func TestQStashSDK(t *testing.T) {
 		runAgainstFerry(t, ctx, dir, "queues.test.mjs")
 	})
 
+	t.Run("schedules", func(t *testing.T) {
+		// One cron minute lasts one second, so "* * * * *" fires every second.
+		runAgainstFerry(t, ctx, dir, "schedules.test.mjs", "--schedule-tick", "1s")
+	})
+
 	t.Run("dev mode", func(t *testing.T) {
 		port := startDev(t, ctx)
 		runNode(t, ctx, dir, "dev.test.mjs", map[string]string{
@@ -64,11 +69,12 @@ func TestQStashSDK(t *testing.T) {
 	})
 }
 
-// runAgainstFerry starts a Ferry server and runs the node test file against
-// it, passing the server's URL, token and signing keys in FERRY_* variables.
-func runAgainstFerry(t *testing.T, ctx context.Context, dir, file string) {
+// runAgainstFerry starts a Ferry server with the extra ferry serve flags
+// serveArgs and runs the node test file against it, passing the server's
+// URL, token and signing keys in FERRY_* variables.
+func runAgainstFerry(t *testing.T, ctx context.Context, dir, file string, serveArgs ...string) {
 	t.Helper()
-	p := ferrytest.Start(t, ferrytest.Options{DB: filepath.Join(t.TempDir(), "ferry.db")})
+	p := ferrytest.Start(t, ferrytest.Options{DB: filepath.Join(t.TempDir(), "ferry.db"), Args: serveArgs})
 	current, next := signingKeys(t, ctx, p)
 	runNode(t, ctx, dir, file, map[string]string{
 		"FERRY_URL":                 p.URL,
