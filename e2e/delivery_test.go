@@ -43,19 +43,20 @@ var scaledBackoff = map[int]time.Duration{
 // messages can be delivered again after a crash.
 const crashConcurrency = 32
 
-// TestCrashRestartOtherNodeAfterLeaseExpiry waits about a minute after the
-// restart for leases to expire. It calls t.Parallel then, so the sequential
+// TestCrashRestartOtherNodeAfterLeaseExpiry waits for the dead node's leases
+// to expire after the restart. It calls t.Parallel then, so the sequential
 // tests that follow it in the package run during that wait. Keep it before
 // the other tests of this file.
 func TestCrashRestartOtherNodeAfterLeaseExpiry(t *testing.T) {
-	// The dead node's leases last --default-timeout plus the dispatcher's
-	// fixed one-minute lease margin, 62 s in all.
+	// The dead node's leases last --default-timeout plus --lease-margin,
+	// 12 s in all.
+	args := []string{"--concurrency", strconv.Itoa(crashConcurrency), "--default-timeout", "2s", "--lease-margin", "10s"}
 	runCrashRestart(t, crashScenario{
-		firstArgs:        []string{"--concurrency", strconv.Itoa(crashConcurrency), "--node-id", "node-a", "--default-timeout", "2s"},
-		secondArgs:       []string{"--concurrency", strconv.Itoa(crashConcurrency), "--node-id", "node-b", "--default-timeout", "2s"},
+		firstArgs:        append([]string{"--node-id", "node-a"}, args...),
+		secondArgs:       append([]string{"--node-id", "node-b"}, args...),
 		afterRestart:     t.Parallel,
-		recoveryTimeout:  90 * time.Second,
-		minRedeliveryGap: 60 * time.Second,
+		recoveryTimeout:  60 * time.Second,
+		minRedeliveryGap: 10 * time.Second,
 	})
 }
 
