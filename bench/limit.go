@@ -46,9 +46,10 @@ func startLimit(ctx context.Context, cfg *runConfig, worked func(seq int64)) (ru
 		client: newHTTPClient(cfg.producers),
 		url:    "http://" + ln.Addr().String() + "/publish",
 		sink:   sk,
-		// The harness keeps at most maxPending acknowledged and
-		// cfg.producers (at most maxPending) unacknowledged pieces of work
-		// not yet begun, so a publish never waits for room in the queue.
+		// The harness takes one of maxPending slots before each insert and
+		// frees it when the work begins, so at most maxPending numbers wait
+		// here unless inserts fail. Twice that keeps a publish from waiting
+		// for room.
 		queue: make(chan int64, cfg.maxPending*2),
 	}
 	r.srv = &http.Server{

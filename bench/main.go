@@ -34,6 +34,7 @@ var allSystems = []*queueSystem{
 	ferrySystem("sqlite"),
 	ferrySystem("postgres"),
 	riverPostgresSystem,
+	riverPostgresFastSystem,
 	riverSQLiteSystem,
 	asynqSystem,
 }
@@ -102,6 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := &runConfig{log: stderr}
 	var systems, plotDir, resultsFile string
 	var rounds int
+	var replot string
 	var asJSON bool
 	names := make([]string, len(allSystems))
 	for i, s := range allSystems {
@@ -120,11 +122,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&plotDir, "plots", "../docs", "directory for bench-throughput.png and bench-latency.png; empty for none")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of tables")
 	fs.StringVar(&resultsFile, "results", "", "also write the results as JSON to this file")
+	fs.StringVar(&replot, "replot", "", "read the results from this JSON file (written by --results) instead of running, then print and plot them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if cfg.duration <= 0 || cfg.warmup < 0 || cfg.producers <= 0 || cfg.workers <= 0 || cfg.maxPending < cfg.producers || rounds <= 0 {
 		return errors.New("invalid flags: --duration, --producers, --workers and --rounds must be positive, --warmup not negative, and --max-pending at least --producers")
+	}
+	if replot != "" {
+		return replotResults(replot, plotDir, stdout)
 	}
 	selected, err := selectSystems(systems)
 	if err != nil {
@@ -191,6 +197,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(rep)
 	}
 	printReport(stdout, rep)
+	return nil
+}
+
+// replotResults prints and plots the report stored in file.
+func replotResults(file, plotDir string, stdout io.Writer) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read --replot file: %w", err)
+	}
+	var rep report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return fmt.Errorf("invalid --replot file %s: %w", file, err)
+	}
+	if plotDir != "" {
+		if err := writePlots(plotDir, &rep); err != nil {
+			return err
+		}
+	}
+	printReport(stdout, &rep)
 	return nil
 }
 

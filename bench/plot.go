@@ -28,8 +28,8 @@ func writePlots(dir string, rep *report) error {
 	return nil
 }
 
-func plotTitle(rep *report, what string) string {
-	return fmt.Sprintf("%s (%d CPUs, %d producers, %d workers, %s measured)", what, rep.Machine.CPUs, rep.Producers, rep.Workers, rep.Duration)
+func plotTitle(rep *report, subject string) string {
+	return fmt.Sprintf("%s (%d CPUs, %d producers, %d workers, %s measured)", subject, rep.Machine.CPUs, rep.Producers, rep.Workers, rep.Duration)
 }
 
 func plotThroughput(path string, rep *report) error {
@@ -45,6 +45,8 @@ func plotThroughput(path string, rep *report) error {
 		inserted[i] = r.InsertRate
 		completed[i] = r.CompleteRate
 		names[i] = r.System
+		// Leave room above the bars for the legend.
+		p.Y.Max = max(p.Y.Max, 1.25*r.InsertRate, 1.25*r.CompleteRate)
 	}
 
 	width := vg.Points(22)
@@ -99,8 +101,9 @@ func plotLatency(path string, rep *report) error {
 		p.Add(line, scatter)
 		p.Legend.Add(r.System, line, scatter)
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
+	// The lower right corner stays free: the lines rise to the right.
+	p.Legend.Top = false
+	p.Legend.Left = false
 	p.NominalX("p50", "p90", "p99", "max")
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }

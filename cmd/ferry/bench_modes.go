@@ -172,8 +172,8 @@ func measureEndToEnd(ctx context.Context, target *benchTarget, opts *benchOption
 // openLoop sends rate publishes per second for duration, each at its
 // scheduled time whether or not earlier ones got a response. It calls send
 // with the sequence number and scheduled time. At most maxInFlight sends
-// run at once; a send that waits for a free place keeps its scheduled time,
-// so the wait shows in its latency.
+// run at once. A send that waits for a free place keeps its scheduled
+// time, so the wait shows in its latency.
 func openLoop(ctx context.Context, rate int, duration time.Duration, maxInFlight int, send func(seq int64, scheduled time.Time)) {
 	total := int64(float64(rate) * duration.Seconds())
 	start := time.Now()
