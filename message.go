@@ -28,7 +28,7 @@ const (
 	// A message never rests in it; it moves on to RETRY or FAILED.
 	MessageStateError MessageState = "ERROR"
 
-	// MessageStateDelivered is terminal: the destination answered 2xx.
+	// MessageStateDelivered is terminal: the destination responded with 2xx.
 	MessageStateDelivered MessageState = "DELIVERED"
 
 	// MessageStateFailed is terminal: retries are exhausted or the

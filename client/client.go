@@ -40,7 +40,7 @@ func New(baseURL, token string) *Client {
 	}
 }
 
-// Error is an error answer from the server.
+// Error is an error response from the server.
 type Error struct {
 	// Status is the HTTP status code.
 	Status int
@@ -53,7 +53,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("server answered %d: %s", e.Status, e.Message)
 }
 
-// IsNotFound reports whether err is a 404 answer.
+// IsNotFound reports whether err is a 404 response.
 func IsNotFound(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Status == http.StatusNotFound

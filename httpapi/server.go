@@ -232,7 +232,7 @@ func (s *Server) routeDLQ(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 }
 
-// methods runs the handler for the request's method, and answers 405
+// methods runs the handler for the request's method, and responds with 405
 // naming the allowed methods otherwise.
 func (s *Server) methods(w http.ResponseWriter, r *http.Request, handlers map[string]http.HandlerFunc) {
 	if h, ok := handlers[r.Method]; ok {
@@ -282,7 +282,7 @@ func splitResource(path string) (resource, rest string) {
 	return "v2/" + strings.ToLower(second), after
 }
 
-// only runs h when the request method is method, and answers 405 otherwise.
+// only runs h when the request method is method, and responds with 405 otherwise.
 func (s *Server) only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
 	if r.Method != method {
 		w.Header().Set("Allow", method)
@@ -360,7 +360,7 @@ var statusOf = map[string]int{
 	ferry.EUNPROCESSABLE: http.StatusUnprocessableEntity,
 }
 
-// writeError answers with err's status and client-visible message, and
+// writeError responds with err's status and client-visible message, and
 // logs internal errors with the request.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := ferry.ErrorCode(err)
