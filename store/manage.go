@@ -90,4 +90,3 @@ type CleanupParams struct {
 	// briefly.
 	Limit int
 }
-
