@@ -86,6 +86,35 @@ test("enqueueJSON delivers in order with parallelism 1", async () => {
   assert.equal(message.queueName, "sdk-ordered");
 });
 
+test("a queue keeps its order when the head fails once", async () => {
+  // The first delivery fails with 500; the head's retry must arrive before
+  // the second message, because with parallelism 1 the queue waits until the
+  // head is delivered.
+  const route = destination.route("/queue/fails-once", (attempt) => (attempt === 1 ? 500 : 200));
+  const queue = client.queue({ queueName: "sdk-fails-once" });
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    const { messageId } = await queue.enqueueJSON({
+      url: route.url,
+      body: { n: i },
+      retries: 2,
+      retryDelay: "100",
+    });
+    ids.push(messageId);
+  }
+
+  const deliveries = await route.waitFor(4, arrivalTimeoutMs);
+  deliveries.forEach(assertVerified);
+  assert.deepEqual(
+    deliveries.map((d) => d.headers["upstash-message-id"]),
+    [ids[0], ids[0], ids[1], ids[2]],
+  );
+  assert.deepEqual(
+    deliveries.map((d) => d.headers["upstash-retried"]),
+    ["0", "1", "0", "0"],
+  );
+});
+
 test("enqueue with a delay is rejected", async () => {
   const route = destination.route("/queue/delayed");
   await assert.rejects(
