@@ -32,7 +32,8 @@ const (
 	MessageStateDelivered MessageState = "DELIVERED"
 
 	// MessageStateFailed is terminal: retries are exhausted or the
-	// destination answered non-retryable, and the message has a DLQ entry.
+	// destination responded with 489 non-retryable, and the message has a
+	// DLQ entry.
 	MessageStateFailed MessageState = "FAILED"
 
 	// MessageStateCancelRequested is recorded as an event when a cancel

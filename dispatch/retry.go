@@ -14,8 +14,8 @@ import (
 const MaxRetryDelay = 24 * time.Hour
 
 // DefaultBackoff returns the QStash default wait before retry n, where n
-// is 1 for the first retry: e^(2.5·n) seconds capped at one day, so 12 s,
-// 2 min 28 s, 30 min 8 s, 6 h 7 min, then one day.
+// is 1 for the first retry. The wait is e^(2.5·n) seconds capped at one
+// day: 12 s, 2 min 28 s, 30 min 8 s, 6 h 7 min, then one day.
 func DefaultBackoff(n int) time.Duration {
 	if n < 1 {
 		n = 1

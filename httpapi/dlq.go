@@ -44,7 +44,7 @@ func (s *Server) handleDLQList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	// One extra entry tells whether another page follows.
+	// One extra entry shows whether another page follows.
 	entries, err := s.cfg.Store.DLQList(r.Context(), &store.DLQListParams{
 		IDs: ids, Filter: f, AfterID: q.Get("cursor"), Limit: count + 1, NewestFirst: newestFirst,
 	})

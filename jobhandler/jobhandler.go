@@ -156,7 +156,7 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// retryAfterError asks Ferry to retry after a delay.
+// retryAfterError is a handler error that makes Ferry retry the run after a delay.
 type retryAfterError struct {
 	err   error
 	delay time.Duration

@@ -65,7 +65,7 @@ func claim(t *testing.T, st store.Store, at time.Time, id string) *ferry.Message
 	return nil
 }
 
-// answer records a 200 response with body for m at at.
+// answer records a 200 response with body for m at time at.
 func answer(t *testing.T, st store.Store, m *ferry.Message, at time.Time, body string) {
 	t.Helper()
 	record(t, st, &dispatch.JobAttempt{Message: m, Outcome: ferry.AttemptDelivered,

@@ -81,10 +81,10 @@ func (r *Runner) RecordRun(ctx context.Context, a *dispatch.JobAttempt) (dispatc
 }
 
 // AdvanceCounted counts a valid response of run into job and decides the
-// next step: complete when the target is met, when the handler has no
-// more results or when maxRuns runs were counted, in that order of
-// precedence; time out when the job's timeout has passed; otherwise
-// schedule the next run after its continuation delay.
+// next step. The job completes when the target is met, when the handler has
+// no more results, or when maxRuns runs were counted, checked in that order.
+// Otherwise it times out when its timeout has passed, or the next run is
+// scheduled after its continuation delay.
 func AdvanceCounted(job *ferry.Job, run *ferry.JobRun, resp *RunResponse, now time.Time) *store.JobAdvance {
 	adv := &store.JobAdvance{Results: resp.Results, FirstResultSeq: job.StoredResults + 1}
 

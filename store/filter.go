@@ -42,8 +42,8 @@ func (f *MessageFilter) Empty() bool {
 		len(f.ResponseStatuses) == 0 && f.From.IsZero() && f.To.IsZero())
 }
 
-// Where builds SQL conditions. Backends give it their placeholder syntax and
-// the SQL that tests a JSON array column for any of some labels.
+// Where is a builder of SQL conditions. Backends give it their placeholder
+// syntax and the SQL that tests a JSON array column for any of some labels.
 type Where struct {
 	// Placeholder returns the n-th (1-based) parameter marker.
 	Placeholder func(n int) string
